@@ -1,0 +1,55 @@
+"""bayesmixed: Bayesian mixed-effects models with lme4 formulas, sampled on JAX.
+
+>>> import bayesmixed as bm
+>>> model = bm.Model("Reaction ~ Days + (Days | Subject)", bm.datasets.sleepstudy())
+>>> fit = model.fit()                                           # doctest: +SKIP
+>>> fit.summary()                                               # doctest: +SKIP
+
+Heavy modules (PyMC, Bambi, JAX) load on first use, so ``import bayesmixed`` is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from bayesmixed import datasets, errors
+from bayesmixed._version import __version__
+from bayesmixed.sampling import configure_host_devices
+
+# parallel chains need JAX to see several CPU devices; only possible before JAX starts
+configure_host_devices()
+
+if TYPE_CHECKING:
+    from bayesmixed.model import Model
+    from bayesmixed.priors import Prior
+    from bayesmixed.results import Fit, load
+
+__all__ = [
+    "Fit",
+    "Model",
+    "Prior",
+    "__version__",
+    "datasets",
+    "errors",
+    "load",
+]
+
+_LAZY = {
+    "Model": "bayesmixed.model",
+    "Fit": "bayesmixed.results",
+    "load": "bayesmixed.results",
+    "Prior": "bayesmixed.priors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'bayesmixed' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

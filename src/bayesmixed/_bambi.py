@@ -1,0 +1,212 @@
+"""The only module that imports Bambi.
+
+Bambi (with formulae) gives us: the response and common design matrix of the common part,
+families (likelihood, parent parameter, links, auxiliary parameters), and default priors.
+Everything is read through a small surface so a Bambi release that moves internals breaks
+here, in one place, and the adapter tests say so.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayesmixed.errors import FamilyError, FormulaError
+from bayesmixed.priors import Prior
+
+__all__ = [
+    "BambiCommon",
+    "common_part",
+    "family_names",
+    "inverse_link",
+    "likelihood_distribution",
+    "slope_sd_scale",
+]
+
+
+@dataclass
+class BambiCommon:
+    """What Bambi tells us about the common part of a model.
+
+    Attributes
+    ----------
+    family : bambi.Family
+        The family object (likelihood, links, auxiliary parameters).
+    response : numpy.ndarray
+        Response data as Bambi's likelihood expects them (two columns for binomial).
+    X : numpy.ndarray
+        Common design matrix, float.
+    columns : list of str
+        Column labels of ``X``.
+    term_slices : dict of str to slice
+        Columns of each common term in ``X``.
+    term_priors : dict of str to Prior
+        Bambi's (auto-scaled) prior of each common term.
+    family_priors : dict of str to Prior
+        Bambi's default priors of the auxiliary parameters.
+    intercept_sd_scale : float
+        Bambi's scale for the intercept, used for group-intercept SDs.
+    common_design : formulae.matrices.CommonEffectsMatrix
+        Kept to evaluate new data.
+    response_std : float
+        SD of the response for Gaussian-like families, else 1.
+    logit_like : bool
+        Bernoulli/binomial family on the logit or probit scale (Bambi scales those apart).
+    """
+
+    family: Any
+    response: np.ndarray
+    X: np.ndarray
+    columns: list[str]
+    term_slices: dict[str, slice]
+    term_priors: dict[str, Prior]
+    family_priors: dict[str, Prior]
+    intercept_sd_scale: float
+    common_design: Any
+    response_std: float
+    logit_like: bool
+
+    @property
+    def parent(self) -> str:
+        """Name of the parameter the linear predictor models (``mu``, ``p``)."""
+        return self.family.likelihood.parent
+
+    @property
+    def link_name(self) -> str:
+        """Name of the parent parameter's link."""
+        return self.family.link[self.parent].name
+
+
+def family_names() -> list[str]:
+    """Names of Bambi's built-in families."""
+    from bambi.defaults.families import BUILTIN_FAMILIES
+
+    return sorted(BUILTIN_FAMILIES)
+
+
+def common_part(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    family: str,
+    link: str | dict[str, str] | None,
+) -> BambiCommon:
+    """Let Bambi read the common part ``response ~ common`` of the model.
+
+    Parameters
+    ----------
+    formula : str
+        Common part only (no group terms), in formulae syntax.
+    data : pandas.DataFrame
+        Data without missing values in the used columns (not modified).
+    family, link
+        As accepted by :class:`bambi.Model`.
+    """
+    import bambi as bmb
+
+    if family not in family_names():
+        raise FamilyError(
+            f"Unknown family {family!r}; choose one of {', '.join(family_names())}."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", module="bambi")
+            model = bmb.Model(formula, data, family=family, link=link, dropna=False)
+    except ValueError as err:
+        text = str(err)
+        if "link" in text.lower():
+            raise FamilyError(text) from err
+        raise FormulaError(f"Cannot build the common part {formula!r}: {text}") from err
+    except Exception as err:  # formulae raises its own classes for parse/eval problems
+        raise FormulaError(
+            f"Cannot build the common part {formula!r}: {type(err).__name__}: {err}"
+        ) from err
+
+    fam = model.family
+    if len(model.conditional_parameters) > 1:
+        raise FamilyError(
+            "Distributional models (formulas for auxiliary parameters) are not supported."
+        )
+    parent = model.parameters[fam.likelihood.parent]
+    design = parent.design
+    X = np.asarray(design.common.design_matrix, dtype=float) if design.common else np.zeros(
+        (len(data), 0)
+    )
+    slices = dict(design.common.slices) if design.common else {}
+    columns: list[str] = []
+    for name, term in (design.common.terms.items() if design.common else []):
+        labels = term.labels if hasattr(term, "labels") else [name]
+        columns.extend(labels)
+    term_priors: dict[str, Prior] = {}
+    if parent.intercept_term is not None:
+        term_priors["Intercept"] = _to_prior(parent.intercept_term.prior)
+    for name, term in parent.common_terms.items():
+        term_priors[name] = _to_prior(term.prior)
+    family_priors = {
+        name: _to_prior(comp.prior)
+        for name, comp in model.parameters.items()
+        if name != fam.likelihood.parent and hasattr(comp, "prior")
+    }
+    scaler = model.scaler
+    _, intercept_sd = scaler.get_intercept_stats()
+    logit_like = fam.name in ("bernoulli", "binomial") and fam.link[
+        fam.likelihood.parent
+    ].name in ("logit", "probit")
+    if logit_like:
+        intercept_sd = 2.5
+    return BambiCommon(
+        family=fam,
+        response=np.asarray(model.response_term.data),
+        X=X,
+        columns=columns,
+        term_slices=slices,
+        term_priors=term_priors,
+        family_priors=family_priors,
+        intercept_sd_scale=float(np.squeeze(intercept_sd)),
+        common_design=design.common,
+        response_std=float(scaler.response_std),
+        logit_like=logit_like,
+    )
+
+
+def slope_sd_scale(common: BambiCommon, x: np.ndarray) -> float:
+    """Scale of the coefficient of column ``x``, used for that column's group SD.
+
+    Bambi's ``2.5 sd(y) / sd(x)``, with ``sd(y) = 1`` on the logit/probit scale.
+    """
+    sd = float(np.std(x))
+    if sd == 0:
+        return common.intercept_sd_scale
+    if common.logit_like:
+        return 2.5 / sd
+    return 2.5 * common.response_std / sd
+
+
+def _to_prior(bprior: Any) -> Prior:
+    if isinstance(bprior, (int, float)):
+        raise FamilyError("Fixed (constant) family parameters are not supported.")
+    args = {}
+    for key, value in bprior.args.items():
+        if hasattr(value, "args"):
+            raise FamilyError(f"Nested prior {bprior} is not supported for default priors.")
+        args[key] = np.asarray(value).tolist() if np.ndim(value) else float(value)
+    return Prior(bprior.name, **args)
+
+
+def inverse_link(name: str):
+    """PyTensor inverse-link function for a link name."""
+    from bambi.backend.pymc import PyMCModel
+
+    return PyMCModel.INVLINKS[name]
+
+
+def likelihood_distribution(family: Any):
+    """PyMC distribution class for a Bambi family's likelihood."""
+    from bambi.backend.utils import get_distribution_from_likelihood
+
+    return get_distribution_from_likelihood(family.likelihood)

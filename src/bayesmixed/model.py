@@ -1,0 +1,200 @@
+"""The user-facing :class:`Model`: formula + data + options -> fit.
+
+The constructor is cheap: it parses the formula and checks the data's type and shape.
+The design (Bambi/formulae), priors and PyMC model are built on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+import pandas as pd
+
+from bayesmixed.errors import DataError
+from bayesmixed.formula import FormulaSpec, parse_formula
+from bayesmixed.priors import PriorSet
+
+__all__ = ["Model"]
+
+
+class Model:
+    """A Bayesian mixed-effects model written as an lme4 formula.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax: ``"Reaction ~ Days + (Days | Subject)"``. Group terms: ``(x | g)``
+        correlated (LKJ prior), ``(x || g)`` independent, ``(1 | a/b)`` nested,
+        ``(1 | a:b)``, crossed ``(1 | a) + (1 | b)``; responses ``cbind(successes,
+        failures)`` (binomial) or anything formulae reads (``np.log(y)``, ``p(k, n)``).
+    data : pandas.DataFrame
+        One row per observation. Never modified.
+    family : str, optional
+        A Bambi family name (``"gaussian"``, ``"bernoulli"``, ``"binomial"``, ``"poisson"``,
+        ``"negativebinomial"``, ``"t"``, ``"gamma"``, ...). Default ``"gaussian"``, or
+        ``"binomial"`` for a ``cbind`` response.
+    link : str or dict, optional
+        Link of the family's mean parameter; Bambi's default for the family if omitted.
+    priors : dict, optional
+        Overrides keyed like the summary rows: ``{"Days": Prior("Normal", mu=0, sigma=10),
+        "sd(Days|Subject)": Prior("HalfNormal", sigma=20), "sd(Subject)": ...,
+        "cor(Subject)": 2, "sigma": Prior("HalfStudentT", nu=4, sigma=30)}``.
+    dropna : bool, default True
+        Drop rows with missing values in the used columns (with a warning), as lme4 does;
+        if False, missing values raise :class:`~bayesmixed.errors.DataError`.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> model = bm.Model("Reaction ~ Days + (Days | Subject)", bm.datasets.sleepstudy())
+    >>> fit = model.fit(draws=500, tune=500, random_seed=1)        # doctest: +SKIP
+    >>> fit.summary()                                              # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame,
+        *,
+        family: str | None = None,
+        link: str | dict[str, str] | None = None,
+        priors: Mapping[str, Any] | None = None,
+        dropna: bool = True,
+    ) -> None:
+        self.spec: FormulaSpec = parse_formula(formula)
+        self.data = _check_data(data)
+        if family is not None and not isinstance(family, str):
+            from bayesmixed.errors import FamilyError
+
+            raise FamilyError(
+                f"family must be a family name such as 'gaussian' or 'binomial', got "
+                f"{type(family).__name__}."
+            )
+        self.family = family
+        self.link = link
+        if priors is not None and not isinstance(priors, Mapping):
+            from bayesmixed.errors import PriorError
+
+            raise PriorError(
+                "priors must be a dict such as {'Days': Prior('Normal', mu=0, sigma=10)}, "
+                f"got {type(priors).__name__}."
+            )
+        self.prior_overrides: dict[str, Any] = dict(priors or {})
+        self.dropna = bool(dropna)
+
+    @property
+    def formula(self) -> str:
+        """The formula as written."""
+        return self.spec.formula
+
+    @cached_property
+    def design(self):
+        """The :class:`~bayesmixed.design.Design` (built on first use)."""
+        from bayesmixed.design import build_design
+
+        return build_design(
+            self.spec, self.data, family=self.family, link=self.link, dropna=self.dropna
+        )
+
+    @cached_property
+    def priors(self) -> PriorSet:
+        """Every prior of the model: defaults with the overrides applied."""
+        from bayesmixed.priors import default_priors
+
+        return default_priors(self.design).apply(self.prior_overrides)
+
+    def build(self):
+        """Build and return the PyMC model (a new ``pm.Model`` each call).
+
+        Variables: common terms by name (``Intercept``, ``Days``), ``sd_<g>``, ``cor_<g>``,
+        ``L_<g>`` (LKJ Cholesky factor), ``z_<g>`` (offsets), ``r_<g>`` (group effects,
+        dims ``(<g>, <g>__term)``), family parameters (``sigma``) and the response.
+        """
+        from bayesmixed.build import build_pymc_model
+
+        return build_pymc_model(self.design, self.priors)
+
+    def fit(
+        self,
+        *,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        sampler: str = "numpyro",
+        target_accept: float = 0.8,
+        random_seed: int | None = None,
+        progressbar: bool | None = None,
+        chain_method: str | None = None,
+    ):
+        """Sample the posterior with NUTS.
+
+        Parameters
+        ----------
+        draws, tune, chains : int
+            Draws kept per chain, tuning steps per chain, number of chains.
+        sampler : {"numpyro", "blackjax", "pymc", "nutpie"}
+            NUTS implementation; numpyro (on JAX) by default.
+        target_accept : float
+            Target acceptance rate; raise it (0.95) if there are divergences.
+        random_seed : int, optional
+            The same seed gives the same draws.
+        progressbar : bool, optional
+            Default: shown unless the environment variable ``CI`` is set.
+        chain_method : {"parallel", "vectorized"}, optional
+            How JAX runs the chains; parallel when JAX has a device per chain.
+
+        Returns
+        -------
+        Fit
+        """
+        from bayesmixed.build import hyper_var_names
+        from bayesmixed.results import Fit
+        from bayesmixed.sampling import SamplerSettings, run_sampler
+
+        settings = SamplerSettings(
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            sampler=sampler,
+            target_accept=target_accept,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            chain_method=chain_method,
+        )
+        design = self.design
+        pm_model = self.build()
+        idata, seconds = run_sampler(pm_model, settings, hyper_var_names(design))
+        return Fit(self, idata, settings=settings, sampling_time=seconds)
+
+    def __repr__(self) -> str:
+        lines = [
+            f"Formula: {self.formula}",
+            f"Family: {self.design.family_name} (link: {self.design.common.link_name})",
+            f"Observations: {self.design.n}",
+        ]
+        for fac in self.design.factors:
+            lines.append(
+                f"Group factor {fac.label}: {len(fac.levels)} levels, terms "
+                f"{', '.join(fac.terms)}"
+            )
+        lines.append("Priors:")
+        lines.extend("  " + line for line in self.priors.describe().splitlines())
+        return "\n".join(lines)
+
+
+def _check_data(data: Any) -> pd.DataFrame:
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(
+            f"data must be a pandas DataFrame, got {type(data).__name__}; convert it with "
+            "pandas.DataFrame(...) first."
+        )
+    if data.columns.duplicated().any():
+        dup = sorted({str(c) for c in data.columns[data.columns.duplicated()]})
+        raise DataError(f"The data have duplicate column names: {', '.join(dup)}; rename them.")
+    if len(data) == 0:
+        raise DataError("The data are empty (0 rows).")
+    return data.copy(deep=True)
+
+

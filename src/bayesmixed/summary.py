@@ -1,0 +1,194 @@
+"""Posterior summaries the lme4/brms way: summary table, fixef, ranef, coef, VarCorr.
+
+Every function reads the posterior group of the DataTree and the design; nothing is
+changed. Hyper-parameters are relabelled as brms prints them (``sd(Days|Subject)``,
+``cor(Intercept,Days|Subject)``); group effects stay out of the summary table so that
+thousands of levels never slow it down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayesmixed.design import Design
+
+__all__ = [
+    "STAT_COLUMNS",
+    "coef_table",
+    "fixef_table",
+    "hyper_draws",
+    "ranef_table",
+    "summary_table",
+    "varcorr_table",
+]
+
+STAT_COLUMNS = ("mean", "sd", "q2.5", "q97.5", "r_hat", "ess_bulk", "ess_tail")
+
+
+def _qlabel(q: float) -> str:
+    return f"q{100 * q:g}"
+
+
+def hyper_draws(posterior: xr.Dataset, design: Design) -> dict[str, np.ndarray]:
+    """Draws ``(chain, draw)`` of every hyper-parameter, keyed by its brms-style label."""
+    out: dict[str, np.ndarray] = {}
+    common = design.common
+    for term, sl in common.term_slices.items():
+        values = posterior[term].values
+        if values.ndim == 2:
+            out[common.columns[sl][0]] = values
+        else:
+            for j, col in enumerate(common.columns[sl]):
+                out[col] = values[..., j]
+    for fac in design.factors:
+        sd = posterior[f"sd_{fac.label}"].values
+        for k, term in enumerate(fac.terms):
+            out[f"sd({term}|{fac.label})"] = sd[..., k]
+        if fac.correlated_blocks:
+            cor = posterior[f"cor_{fac.label}"].values
+            for cols in fac.correlated_blocks:
+                for a_pos, a in enumerate(cols):
+                    for b in cols[a_pos + 1 :]:
+                        label = f"cor({fac.terms[a]},{fac.terms[b]}|{fac.label})"
+                        out[label] = cor[..., a, b]
+    for name in design.common.family_priors:
+        out[name] = posterior[name].values
+    return out
+
+
+def _stats(draws: np.ndarray, quantiles: Sequence[float]) -> dict[str, np.ndarray]:
+    """Mean, sd and quantiles over the first two axes (chain, draw)."""
+    flat = draws.reshape(-1, *draws.shape[2:])
+    out = {"mean": flat.mean(axis=0), "sd": flat.std(axis=0, ddof=1)}
+    qs = np.quantile(flat, quantiles, axis=0)
+    for q, value in zip(quantiles, qs):
+        out[_qlabel(q)] = value
+    return out
+
+
+def summary_table(
+    posterior: xr.Dataset, design: Design, quantiles: Sequence[float] = (0.025, 0.975)
+) -> pd.DataFrame:
+    """One row per hyper-parameter: mean, sd, quantiles, R-hat, bulk and tail ESS."""
+    import arviz as az
+
+    draws = hyper_draws(posterior, design)
+    ds = xr.Dataset({k: (("chain", "draw"), v) for k, v in draws.items()})
+    rhat = az.rhat(ds)
+    ess_bulk = az.ess(ds, method="bulk")
+    ess_tail = az.ess(ds, method="tail")
+    rows = []
+    for label, values in draws.items():
+        row = {k: float(v) for k, v in _stats(values, quantiles).items()}
+        row["r_hat"] = float(rhat[label])
+        row["ess_bulk"] = float(ess_bulk[label])
+        row["ess_tail"] = float(ess_tail[label])
+        rows.append(row)
+    table = pd.DataFrame(rows, index=pd.Index(list(draws), name="parameter"))
+    return table
+
+
+def fixef_table(
+    posterior: xr.Dataset, design: Design, quantiles: Sequence[float] = (0.025, 0.975)
+) -> pd.DataFrame:
+    """Common (fixed) effects: posterior mean, sd and quantiles per column."""
+    draws = hyper_draws(posterior, design)
+    cols = design.common.columns
+    rows = [{k: float(v) for k, v in _stats(draws[c], quantiles).items()} for c in cols]
+    return pd.DataFrame(rows, index=pd.Index(cols, name="term"))
+
+
+def _per_level(values: np.ndarray, fac: Any, quantiles: Sequence[float]) -> pd.DataFrame:
+    stats = _stats(values, quantiles)
+    columns = pd.MultiIndex.from_product([fac.terms, list(stats)], names=["term", "stat"])
+    data = np.stack([stats[s] for s in stats], axis=-1).reshape(len(fac.levels), -1)
+    return pd.DataFrame(data, index=pd.Index(fac.levels, name=fac.label), columns=columns)
+
+
+def ranef_table(
+    posterior: xr.Dataset, design: Design, quantiles: Sequence[float] = (0.025, 0.975)
+) -> dict[str, pd.DataFrame]:
+    """Group effects (deviations from the fixed effects), one DataFrame per factor.
+
+    Rows are levels; columns a ``(term, stat)`` MultiIndex, so
+    ``ranef["Subject"]["Days"]["mean"]`` is the posterior mean slope deviation per subject.
+    """
+    return {
+        fac.label: _per_level(posterior[f"r_{fac.label}"].values, fac, quantiles)
+        for fac in design.factors
+    }
+
+
+def coef_draws(posterior: xr.Dataset, design: Design, label: str) -> np.ndarray:
+    """Draws ``(chain, draw, level, term)`` of fixed + group coefficients of a factor."""
+    fac = design.factor(label)
+    values = posterior[f"r_{label}"].values.copy()
+    fixed = hyper_draws(posterior, design)
+    for k, term in enumerate(fac.terms):
+        if term in design.common.columns:
+            values[..., k] += fixed[term][..., None]
+    return values
+
+
+def coef_table(
+    posterior: xr.Dataset, design: Design, quantiles: Sequence[float] = (0.025, 0.975)
+) -> dict[str, pd.DataFrame]:
+    """Per-level coefficients: fixed effect + group deviation (lme4's ``coef``)."""
+    return {
+        fac.label: _per_level(coef_draws(posterior, design, fac.label), fac, quantiles)
+        for fac in design.factors
+    }
+
+
+def varcorr_table(posterior: xr.Dataset, design: Design) -> dict[str, dict[str, pd.DataFrame]]:
+    """Group SDs and correlation matrices (posterior means), per factor, like brms's VarCorr.
+
+    Returns ``{factor: {"sd": DataFrame, "cor": DataFrame}}``; the residual SD of
+    Gaussian-like families is under ``"residual__"``.
+    """
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for fac in design.factors:
+        sd = posterior[f"sd_{fac.label}"].values
+        stats = _stats(sd, (0.025, 0.975))
+        entry = {"sd": pd.DataFrame(stats, index=pd.Index(fac.terms, name="term"))}
+        if fac.correlated_blocks:
+            cor = posterior[f"cor_{fac.label}"].values.reshape(-1, len(fac.terms), len(fac.terms))
+            entry["cor"] = pd.DataFrame(cor.mean(axis=0), index=fac.terms, columns=fac.terms)
+        else:
+            entry["cor"] = pd.DataFrame(
+                np.eye(len(fac.terms)), index=fac.terms, columns=fac.terms
+            )
+        out[fac.label] = entry
+    if "sigma" in design.common.family_priors:
+        stats = _stats(posterior["sigma"].values, (0.025, 0.975))
+        out["residual__"] = {"sd": pd.DataFrame(stats, index=pd.Index(["sigma"], name="term"))}
+    return out
+
+
+def format_summary(table: pd.DataFrame, design: Design, header: str) -> str:
+    """Text summary in brms's layout: sections for group, population and family parameters."""
+    fmt = table.copy()
+    for col in ("ess_bulk", "ess_tail"):
+        fmt[col] = fmt[col].round().astype(int)
+    group_rows = [i for i in fmt.index if i.startswith(("sd(", "cor("))]
+    family_rows = [i for i in fmt.index if i in design.common.family_priors]
+    fixed_rows = [i for i in fmt.index if i not in group_rows and i not in family_rows]
+    parts = [header]
+    with pd.option_context("display.float_format", "{:.2f}".format, "display.width", 120):
+        for factor in [f.label for f in design.factors]:
+            rows = [i for i in group_rows if i.endswith(f"|{factor})")]
+            parts.append(f"\nGroup-Level Effects: ~{factor} (Number of levels: "
+                         f"{len(design.factor(factor).levels)})")
+            parts.append(fmt.loc[rows].to_string())
+        if fixed_rows:
+            parts.append("\nPopulation-Level Effects:")
+            parts.append(fmt.loc[fixed_rows].to_string())
+        if family_rows:
+            parts.append("\nFamily Specific Parameters:")
+            parts.append(fmt.loc[family_rows].to_string())
+    return "\n".join(parts)
