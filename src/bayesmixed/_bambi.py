@@ -21,6 +21,7 @@ from bayesmixed.priors import Prior
 __all__ = [
     "BambiCommon",
     "common_part",
+    "family_links",
     "family_names",
     "inverse_link",
     "likelihood_distribution",
@@ -210,3 +211,17 @@ def likelihood_distribution(family: Any):
     from bambi.backend.utils import get_distribution_from_likelihood
 
     return get_distribution_from_likelihood(family.likelihood)
+
+
+def family_links(family: str) -> tuple[str, list[str], str]:
+    """Parent parameter, its supported links and its default link for a built-in family.
+
+    Used to check ``link=`` before Bambi builds anything.
+    """
+    from bambi.defaults.families import BUILTIN_FAMILIES
+
+    spec = BUILTIN_FAMILIES[family]
+    parent = spec["likelihood"]["parent"]
+    supported = spec["family"].SUPPORTED_LINKS
+    links = supported if isinstance(supported, list) else supported.get(parent, [])
+    return parent, list(links), spec["link"][parent]
