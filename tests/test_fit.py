@@ -96,3 +96,12 @@ def test_pymc_fallback_sampler(sleepstudy):
         draws=50, tune=50, chains=1, sampler="pymc", random_seed=2
     )
     assert fit.summary().shape[0] == 4
+
+
+def test_blackjax_sampler(sleepstudy):
+    fit = bm.Model("Reaction ~ Days + (Days | Subject)", sleepstudy).fit(
+        draws=100, tune=200, chains=2, sampler="blackjax", random_seed=2
+    )
+    table = fit.summary()
+    assert "cor(Intercept,Days|Subject)" in table.index
+    assert 200 < table.loc["Intercept", "mean"] < 300

@@ -21,25 +21,55 @@ from bayesmixed.sampling import configure_host_devices
 configure_host_devices()
 
 if TYPE_CHECKING:
+    from bayesmixed.io import load
     from bayesmixed.model import Model
+    from bayesmixed.plots import (
+        plot_correlations,
+        plot_fit,
+        plot_forest,
+        plot_groups,
+        plot_new_group,
+        plot_new_group_pairs,
+        plot_ppc,
+        plot_trace,
+    )
+    from bayesmixed.predict import compare
     from bayesmixed.priors import Prior
-    from bayesmixed.results import Fit, load
+    from bayesmixed.results import Fit
 
 __all__ = [
     "Fit",
     "Model",
     "Prior",
     "__version__",
+    "compare",
     "datasets",
     "errors",
     "load",
+    "plot_correlations",
+    "plot_fit",
+    "plot_forest",
+    "plot_groups",
+    "plot_new_group",
+    "plot_new_group_pairs",
+    "plot_ppc",
+    "plot_trace",
 ]
 
 _LAZY = {
     "Model": "bayesmixed.model",
     "Fit": "bayesmixed.results",
-    "load": "bayesmixed.results",
+    "load": "bayesmixed.io",
     "Prior": "bayesmixed.priors",
+    "plot_correlations": "bayesmixed.plots",
+    "plot_fit": "bayesmixed.plots",
+    "plot_forest": "bayesmixed.plots",
+    "plot_groups": "bayesmixed.plots",
+    "plot_new_group": "bayesmixed.plots",
+    "plot_new_group_pairs": "bayesmixed.plots",
+    "plot_ppc": "bayesmixed.plots",
+    "plot_trace": "bayesmixed.plots",
+    "compare": "bayesmixed.predict",
 }
 
 

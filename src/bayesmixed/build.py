@@ -32,7 +32,7 @@ from bayesmixed import _bambi
 from bayesmixed.design import Design
 from bayesmixed.priors import Prior, PriorSet
 
-__all__ = ["build_pymc_model", "group_term_dim", "hyper_var_names"]
+__all__ = ["build_pymc_model", "group_term_dim", "hyper_var_names", "model_coords"]
 
 
 def group_term_dim(label: str) -> str:
@@ -52,7 +52,8 @@ def hyper_var_names(design: Design) -> list[str]:
     return names
 
 
-def _coords(design: Design) -> dict[str, Any]:
+def model_coords(design: Design) -> dict[str, Any]:
+    """Coordinates of the model's dimensions (levels, terms, columns, observations)."""
     coords: dict[str, Any] = {"__obs__": np.arange(design.n)}
     for term, sl in design.common.term_slices.items():
         if sl.stop - sl.start > 1:
@@ -102,7 +103,7 @@ def build_pymc_model(design: Design, priors: PriorSet):
     import pytensor.tensor as pt
 
     common = design.common
-    with pm.Model(coords=_coords(design)) as model:
+    with pm.Model(coords=model_coords(design)) as model:
         eta = pt.zeros(design.n)
         if common.X.shape[1]:
             parts = []

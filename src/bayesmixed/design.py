@@ -12,14 +12,13 @@ gather. Memory grows with rows x block size, not rows x levels.
 from __future__ import annotations
 
 import difflib
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bayesmixed import _bambi
+from bayesmixed import _bambi, validate
 from bayesmixed.errors import DataError, FamilyError, FormulaError
 from bayesmixed.formula import CbindResponse, FormulaSpec
 
@@ -70,7 +69,7 @@ class FactorDesign:
         """The ``n x K`` block columns evaluated on new data."""
         out = np.zeros((len(data), len(self.terms)))
         for _, matrix, cols in self.exprs:
-            out[:, cols] = np.asarray(matrix.evaluate_new_data(data), dtype=float)
+            out[:, cols] = np.asarray(matrix.evaluate_new_data(data).design_matrix, dtype=float)
         return out
 
 
@@ -150,11 +149,20 @@ def used_columns(spec: FormulaSpec, columns: pd.Index) -> list[str]:
 def _names_in(expr: str, columns: pd.Index) -> set[str]:
     import re
 
+    import builtins
+    import keyword
+
     tokens = set(re.findall(r"[A-Za-z_.][A-Za-z0-9_.]*", expr))
     found = {t for t in tokens if t in columns}
-    if not found:
+    # plain names that are not columns are reported as missing columns (with suggestions)
+    unknown = {
+        t
+        for t in tokens - found
+        if "." not in t and not keyword.iskeyword(t) and not hasattr(builtins, t)
+    }
+    if not found and not unknown:
         raise DataError(f"cbind argument {expr!r} names no column of the data.")
-    return found
+    return found | unknown
 
 
 def factor_index(
@@ -182,7 +190,9 @@ def _labels(data: pd.DataFrame, variables: tuple[str, ...]) -> np.ndarray:
     return out
 
 
-def _ordered_levels(data: pd.DataFrame, variables: tuple[str, ...], labels: np.ndarray) -> list[str]:
+def _ordered_levels(
+    data: pd.DataFrame, variables: tuple[str, ...], labels: np.ndarray
+) -> list[str]:
     if len(variables) == 1:
         col = data[variables[0]]
         if isinstance(col.dtype, pd.CategoricalDtype):
@@ -215,6 +225,7 @@ def build_design(
         Drop rows with missing values in the used columns, with a warning (lme4's
         ``na.omit``); when False, missing values raise ``DataError``.
     """
+    family = validate.check_family(family, link, spec)
     columns = used_columns(spec, data.columns)
     frame = data.loc[:, columns].copy()
     missing = frame.isna().any(axis=1).to_numpy()
@@ -225,15 +236,15 @@ def build_design(
                 f"Missing values in column(s) {', '.join(map(repr, bad))} "
                 f"({int(missing.sum())} rows); drop them or pass dropna=True."
             )
-        warnings.warn(
+        validate.warn_user(
             f"Dropped {int(missing.sum())} of {len(frame)} rows with missing values in "
             f"{', '.join(map(repr, bad))}.",
             UserWarning,
-            stacklevel=4,
         )
         frame = frame.loc[~missing]
     if len(frame) == 0:
         raise DataError("No rows left to fit: the data are empty after dropping missing values.")
+    validate.check_values(frame, spec, family)
     frame = frame.reset_index(drop=True)
 
     bambi_data = frame
@@ -247,7 +258,9 @@ def build_design(
         fail = _evaluate(frame, spec.response.failures)
         if np.any(succ < 0) or np.any(fail < 0):
             raise DataError(
-                f"{spec.response} has negative successes or failures; both must be >= 0."
+                f"{spec.response} has negative successes or failures "
+                f"({int(np.sum((succ < 0) | (fail < 0)))} rows); both must be >= 0 (negative "
+                f"failures {spec.response.failures!r} mean more successes than trials)."
             )
         bambi_data = frame.assign(**{_SUCC: succ, _TRIALS: succ + fail})
         formula = f"p({_SUCC}, {_TRIALS}) ~ {spec.common}"
@@ -255,13 +268,15 @@ def build_design(
         formula = spec.common_formula
     common = _bambi.common_part(formula, bambi_data, family=family or "gaussian", link=link)
     factors = _factor_designs(spec, frame)
-    return Design(
+    design = Design(
         spec=spec,
         data=frame,
         common=common,
         factors=factors,
         response_name=spec.response_text,
     )
+    validate.check_group_structure(design)
+    return design
 
 
 def _evaluate(frame: pd.DataFrame, expr: str) -> np.ndarray:

@@ -15,9 +15,11 @@ __all__ = [
     "FamilyError",
     "FitError",
     "FormulaError",
+    "IdentifiabilityWarning",
     "PredictionError",
     "PriorError",
     "SamplingError",
+    "SingularFitWarning",
 ]
 
 
@@ -55,3 +57,16 @@ class PredictionError(BayesMixedError):
 
 class ConvergenceWarning(UserWarning):
     """The sampler reported divergences, high R-hat or low effective sample size."""
+
+
+class IdentifiabilityWarning(UserWarning):
+    """The data can hardly tell a group-level term apart from another one.
+
+    For example a slope that is constant within every group (``(x | g)`` where ``x`` only
+    varies between groups), more group-effect columns than levels, or as many levels as
+    observations in a model with a residual scale.
+    """
+
+
+class SingularFitWarning(UserWarning):
+    """A group SD piles up at zero: the Bayesian analogue of lme4's "boundary (singular) fit"."""

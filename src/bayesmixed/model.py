@@ -102,8 +102,9 @@ class Model:
     def priors(self) -> PriorSet:
         """Every prior of the model: defaults with the overrides applied."""
         from bayesmixed.priors import default_priors
+        from bayesmixed.validate import check_priors
 
-        return default_priors(self.design).apply(self.prior_overrides)
+        return check_priors(default_priors(self.design).apply(self.prior_overrides), self.design)
 
     def build(self):
         """Build and return the PyMC model (a new ``pm.Model`` each call).
@@ -127,6 +128,7 @@ class Model:
         random_seed: int | None = None,
         progressbar: bool | None = None,
         chain_method: str | None = None,
+        marginalize: bool | str = "auto",
     ):
         """Sample the posterior with NUTS.
 
@@ -134,8 +136,10 @@ class Model:
         ----------
         draws, tune, chains : int
             Draws kept per chain, tuning steps per chain, number of chains.
-        sampler : {"numpyro", "blackjax", "pymc", "nutpie"}
-            NUTS implementation; numpyro (on JAX) by default.
+        sampler : {"numpyro", "blackjax", "pymc", "nutpie", "gibbs"}
+            NUTS implementation; numpyro (on JAX) by default. ``"gibbs"`` is an exact
+            collapsed Gibbs sampler for Gaussian models (identity link) that scales to
+            hundreds of thousands of rows and thousands of levels (see ``docs/scale.md``).
         target_accept : float
             Target acceptance rate; raise it (0.95) if there are divergences.
         random_seed : int, optional
@@ -144,12 +148,20 @@ class Model:
             Default: shown unless the environment variable ``CI`` is set.
         chain_method : {"parallel", "vectorized"}, optional
             How JAX runs the chains; parallel when JAX has a device per chain.
+        marginalize : {"auto", True, False}
+            Integrate Gaussian group effects out exactly and sample only the
+            hyper-parameters, then draw ``r_<g>`` from its exact conditional (same
+            posterior, same variables, several times faster; see ``docs/benchmarks.md``).
+            ``"auto"`` does so for gaussian/identity models with one grouping factor and
+            sampler ``"numpyro"``, and samples the full model otherwise.
 
         Returns
         -------
         Fit
         """
         from bayesmixed.build import hyper_var_names
+        from bayesmixed.diagnostics import check_fit
+        from bayesmixed.marginal import fit_marginal, use_marginal
         from bayesmixed.results import Fit
         from bayesmixed.sampling import SamplerSettings, run_sampler
 
@@ -164,9 +176,18 @@ class Model:
             chain_method=chain_method,
         )
         design = self.design
-        pm_model = self.build()
-        idata, seconds = run_sampler(pm_model, settings, hyper_var_names(design))
-        return Fit(self, idata, settings=settings, sampling_time=seconds)
+        if settings.sampler == "gibbs":
+            from bayesmixed.gibbs import sample_gibbs
+
+            idata, seconds = sample_gibbs(design, self.priors, settings)
+        elif use_marginal(design, self.priors, settings, marginalize):
+            idata, seconds = fit_marginal(design, self.priors, settings)
+        else:
+            pm_model = self.build()
+            idata, seconds = run_sampler(pm_model, settings, hyper_var_names(design))
+        fit = Fit(self, idata, settings=settings, sampling_time=seconds)
+        check_fit(fit)  # one ConvergenceWarning / SingularFitWarning naming the parameters
+        return fit
 
     def __repr__(self) -> str:
         lines = [

@@ -11,6 +11,7 @@ from bayesmixed import summary as _summary
 
 if TYPE_CHECKING:
     from bayesmixed.model import Model
+    from bayesmixed.predict import Prediction
     from bayesmixed.sampling import SamplerSettings
 
 __all__ = ["Fit"]
@@ -81,6 +82,201 @@ class Fit:
     def VarCorr(self) -> dict[str, dict[str, pd.DataFrame]]:  # noqa: N802 (lme4's name)
         """Group SDs and correlation matrices per factor (and the residual SD)."""
         return _summary.varcorr_table(self.posterior, self.design)
+
+    # -- predictions (see bayesmixed.predict) ------------------------------------------------
+
+    def predict(
+        self,
+        data: pd.DataFrame | None = None,
+        *,
+        kind: str = "mean",
+        include_groups: bool = True,
+        new_groups: str = "error",
+        random_seed: int | None = None,
+    ) -> Prediction:
+        """Posterior predictions for the observed rows (``data=None``) or new data.
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            New rows; ``None`` predicts the rows the model was fitted on.
+        kind : {"mean", "response", "linear"}
+            The family's mean (brms's ``posterior_epred``), new responses drawn from the
+            likelihood (``posterior_predict``) or the linear predictor (``posterior_linpred``).
+        include_groups : bool, default True
+            ``False`` gives population-level predictions (brms's ``re_formula = NA``).
+        new_groups : {"error", "gaussian", "uncertainty", "old_levels"}
+            Unseen group levels: refuse them, or draw their effects as brms's
+            ``sample_new_levels`` does.
+        random_seed : int, optional
+            The same seed gives the same draws.
+
+        Returns
+        -------
+        Prediction
+            ``.draws`` (dims ``chain, draw, row``) and ``.summary()``. See
+            :func:`bayesmixed.predict.predict` for details.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> new = pd.DataFrame({"Days": range(10), "Subject": "new"})
+        >>> pred = fit.predict(new, kind="response", new_groups="gaussian",
+        ...                    random_seed=1)                             # doctest: +SKIP
+        >>> pred.summary()                                                # doctest: +SKIP
+        """
+        from bayesmixed.predict import predict
+
+        return predict(
+            self,
+            data,
+            kind=kind,
+            include_groups=include_groups,
+            new_groups=new_groups,
+            random_seed=random_seed,
+        )
+
+    def new_group_effects(
+        self,
+        group: str,
+        n: int = 1,
+        *,
+        new_groups: str = "gaussian",
+        include_fixed: bool = True,
+        random_seed: int | None = None,
+    ) -> Any:
+        """Coefficient draws of ``n`` new levels of a grouping factor.
+
+        Parameters
+        ----------
+        group : str
+            The factor label (``"Subject"``).
+        n : int, default 1
+            Number of new levels, each with independent draws.
+        new_groups : {"gaussian", "uncertainty", "old_levels"}
+            How the effects are drawn (see :meth:`predict`).
+        include_fixed : bool, default True
+            Fixed effect + group deviation (as ``coef()``); ``False``: deviations only.
+        random_seed : int, optional
+            The same seed gives the same draws.
+
+        Returns
+        -------
+        xarray.DataArray
+            Dims ``(chain, draw, level, term)``, levels ``new_1``, ``new_2``, ...
+
+        Examples
+        --------
+        >>> eff = fit.new_group_effects("Subject", random_seed=1)         # doctest: +SKIP
+        >>> eff.sel(level="new_1", term="Days").mean().item()             # doctest: +SKIP
+        """
+        from bayesmixed.predict import new_group_effects
+
+        return new_group_effects(
+            self,
+            group,
+            n,
+            new_groups=new_groups,
+            include_fixed=include_fixed,
+            random_seed=random_seed,
+        )
+
+    def posterior_predictive(self, *, random_seed: int | None = None) -> Any:
+        """A copy of :attr:`idata` with a ``posterior_predictive`` group (for PPC plots).
+
+        Returns
+        -------
+        xarray.DataTree
+            The fit's DataTree is not changed.
+
+        Examples
+        --------
+        >>> import arviz_plots as azp                                     # doctest: +SKIP
+        >>> azp.plot_ppc_dist(fit.posterior_predictive(random_seed=1))     # doctest: +SKIP
+        """
+        from bayesmixed.predict import posterior_predictive
+
+        return posterior_predictive(self, random_seed=random_seed)
+
+    def log_likelihood(self) -> Any:
+        """A copy of :attr:`idata` with the pointwise ``log_likelihood`` group.
+
+        Returns
+        -------
+        xarray.DataTree
+            Usable with ``arviz.loo`` and ``arviz.compare``; the fit is not changed.
+
+        Examples
+        --------
+        >>> fit.log_likelihood()["log_likelihood"]                        # doctest: +SKIP
+        """
+        from bayesmixed.predict import log_likelihood
+
+        return log_likelihood(self)
+
+    def loo(self, **kwargs: Any) -> Any:
+        """PSIS leave-one-out cross-validation (``arviz.loo``); compare fits with
+        :func:`bayesmixed.compare`.
+
+        Examples
+        --------
+        >>> fit.loo()                                                     # doctest: +SKIP
+        """
+        from bayesmixed.predict import loo
+
+        return loo(self, **kwargs)
+
+    # -- reliability (see bayesmixed.diagnostics and bayesmixed.io) ----------------------------
+
+    def diagnostics(self, *, rhat_max: float = 1.01, ess_min: float = 400) -> Any:
+        """Convergence diagnostics: divergences, R-hat, ESS and singular SDs.
+
+        Parameters
+        ----------
+        rhat_max : float, default 1.01
+            R-hat above this flags a parameter.
+        ess_min : float, default 400
+            Bulk or tail effective sample size below this flags a parameter.
+
+        Returns
+        -------
+        bayesmixed.diagnostics.Diagnostics
+            ``.table`` (``r_hat``, ``ess_bulk``, ``ess_tail``, ``problem`` per
+            hyper-parameter, labelled as in :meth:`summary`), ``.divergences``,
+            ``.singular``, ``.converged``.
+
+        Examples
+        --------
+        >>> diag = fit.diagnostics()                                      # doctest: +SKIP
+        >>> diag.divergences, diag.table.loc["sd(Days|Subject)", "r_hat"]  # doctest: +SKIP
+        """
+        from bayesmixed.diagnostics import diagnose
+
+        return diagnose(self, rhat_max=rhat_max, ess_min=ess_min)
+
+    def save(self, path: Any) -> Any:
+        """Save the fit to one file; :func:`bayesmixed.load` reads it back.
+
+        The file holds the DataTree, the formula, family, link, priors, the data and the
+        sampler settings, so a loaded fit summarises and predicts exactly as this one.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (replaced if it exists).
+
+        Returns
+        -------
+        pathlib.Path
+
+        Examples
+        --------
+        >>> fit.save("sleep.bmfit")                                       # doctest: +SKIP
+        >>> same = bm.load("sleep.bmfit")                                 # doctest: +SKIP
+        """
+        from bayesmixed.io import save
+
+        return save(self, path)
 
     def __repr__(self) -> str:
         design = self.design

@@ -12,13 +12,29 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bayesmixed.errors import SamplingError
 
-__all__ = ["SAMPLERS", "SamplerSettings", "configure_host_devices", "run_sampler"]
+__all__ = [
+    "SAMPLERS",
+    "NutsDraws",
+    "SamplerSettings",
+    "cache_dir",
+    "configure_host_devices",
+    "configure_jax",
+    "default_chain_method",
+    "run_nuts",
+    "run_sampler",
+    "sample_pymc_jax",
+    "seed_sequence",
+    "to_datatree",
+]
 
-SAMPLERS = ("numpyro", "blackjax", "pymc", "nutpie")
+SAMPLERS = ("numpyro", "blackjax", "pymc", "nutpie", "gibbs")
 
 
 def configure_host_devices(n: int | None = None) -> bool:
@@ -91,8 +107,12 @@ def _chain_method(settings: SamplerSettings) -> str:
 def run_sampler(model: Any, settings: SamplerSettings, var_names: list[str]) -> tuple[Any, float]:
     """Sample ``model``; return the DataTree and the wall time in seconds.
 
-    The clock stops after every draw is on the host (no asynchronous dispatch hides work).
+    ``sampler="numpyro"`` runs :func:`sample_pymc_jax` (numpyro's NUTS on the model's JAX
+    log density, without ``pm.sample``); the other samplers go through ``pm.sample``. The
+    clock stops after every draw is on the host (no asynchronous dispatch hides work).
     """
+    if settings.sampler == "numpyro":
+        return sample_pymc_jax(model, settings, var_names)
     import pymc as pm
 
     kwargs: dict[str, Any] = {
@@ -126,3 +146,509 @@ def run_sampler(model: Any, settings: SamplerSettings, var_names: list[str]) -> 
         warnings.filterwarnings("ignore", message=".*nuts_sampler_kwargs.*")
         idata = pm.sample(**kwargs)
     return idata, time.perf_counter() - start
+
+
+# ---------------------------------------------------------------------------------------
+# NUTS on JAX without pm.sample: one compiled program per model structure
+# ---------------------------------------------------------------------------------------
+
+#: Compiled samplers kept in this process, keyed by model structure and sampler options.
+_COMPILED: dict[Any, Any] = {}
+_COMPILED_MAX = 8
+
+
+def cache_dir() -> Path:
+    """Directory of bayesmixed's persistent caches (compiled samplers).
+
+    ``$BAYESMIXED_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/bayesmixed``, else
+    ``~/.cache/bayesmixed`` (``%LOCALAPPDATA%\\bayesmixed`` on Windows). Like JAX's own
+    compilation cache, its contents are trusted: do not share it with untrusted users.
+    """
+    env = os.environ.get("BAYESMIXED_CACHE_DIR")
+    if env:
+        return Path(env)
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "bayesmixed"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bayesmixed"
+
+
+def _cache_enabled() -> bool:
+    return os.environ.get("BAYESMIXED_JAX_CACHE", "1") != "0"
+
+
+def configure_jax() -> None:
+    """Enable float64 and, unless the user set one, JAX's persistent compilation cache.
+
+    XLA executables are written to ``cache_dir() / "jax"`` and reused by later processes
+    that compile the same program, which removes compilation from every fit but the
+    first of a given structure. Set ``BAYESMIXED_JAX_CACHE=0`` to leave JAX's cache
+    settings alone (and keep no traced programs either).
+    """
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    if not _cache_enabled() or jax.config.jax_compilation_cache_dir:
+        return  # disabled, or the user's own cache wins
+    path = cache_dir() / "jax"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def seed_sequence(random_seed: int | None) -> np.random.SeedSequence:
+    """The seed sequence every random choice of a fit derives from (fresh if None)."""
+    return np.random.SeedSequence(random_seed)
+
+
+@dataclass(frozen=True)
+class NutsDraws:
+    """Raw NUTS output in the sampler's unconstrained space.
+
+    Attributes
+    ----------
+    z : numpy.ndarray
+        ``(chains, draws, D)`` draws of the flat unconstrained vector.
+    stats : dict of str to numpy.ndarray
+        ``(chains, draws)`` per-draw statistics, named as PyMC names them (``lp``,
+        ``diverging``, ``n_steps``, ``tree_depth``, ``acceptance_rate``, ``step_size``,
+        ``energy``).
+    compile_seconds : float
+        Tracing and compiling the sampler, or loading it from the caches.
+    sampling_seconds : float
+        Running the compiled sampler until every draw is on the host.
+    chain_method : str
+        ``"parallel"``, ``"vectorized"`` or ``"sequential"``.
+    """
+
+    z: np.ndarray
+    stats: dict[str, np.ndarray]
+    compile_seconds: float
+    sampling_seconds: float
+    chain_method: str
+
+
+def default_chain_method(chains: int) -> str:
+    """Parallel chains when JAX has a CPU device per chain, else vectorised."""
+    import jax
+
+    return "parallel" if chains > 1 and jax.local_device_count() >= chains else "vectorized"
+
+
+_RECORD = ("z", "potential_energy", "energy", "num_steps", "accept_prob", "diverging",
+           "step_size")
+
+
+def _nuts_programs(potential_fn_gen: Any, *, tune: int, draws: int, target_accept: float,
+                   dense_mass: bool, max_tree_depth: int):
+    """The two traceable functions of one chain: ``init`` and ``advance``.
+
+    ``init(data, z0, key) -> state`` starts numpyro's NUTS kernel (warm-up adaptation
+    included). ``advance(data, state, record, n) -> (state, record)`` runs ``n`` more
+    iterations (``n`` is traced, so one compiled program serves one call for the whole
+    run or many calls that feed a progress bar) and writes the post-warm-up ones into the
+    preallocated ``record`` (``draws`` rows).
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+    from numpyro.infer.hmc import hmc
+
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+
+    def init(data: Any, z0: Any, key: Any):
+        return init_kernel(
+            z0,
+            tune,
+            adapt_step_size=True,
+            adapt_mass_matrix=True,
+            dense_mass=dense_mass,
+            target_accept_prob=target_accept,
+            max_tree_depth=max_tree_depth,
+            model_args=(data,),
+            rng_key=key,
+        )
+
+    def advance(data: Any, state: Any, record: Any, n: Any):
+        def body(_: Any, carry: Any):
+            state, record = carry
+            state = sample_kernel(state, model_args=(data,))
+            row = state.i - tune - 1  # state.i counts iterations done, warm-up first
+            at = jnp.clip(row, 0, draws - 1)
+            values = (state.z, state.potential_energy, state.energy, state.num_steps,
+                      state.accept_prob, state.diverging, state.adapt_state.step_size)
+            record = jax.tree.map(
+                lambda rec, v: lax.dynamic_update_index_in_dim(
+                    rec, jnp.where(row >= 0, v, rec[at]).astype(rec.dtype), at, 0),
+                record, values,
+            )
+            return state, record
+
+        return lax.fori_loop(0, n, body, (state, record))
+
+    return init, advance
+
+
+def _program_key(static_key: Any, options: tuple, method: str, chains: int, args: Any) -> str:
+    """Digest naming a compiled sampler: structure, shapes, options, library versions."""
+    import hashlib
+    from importlib.metadata import version
+
+    import jax
+
+    shapes = jax.tree.map(lambda x: (tuple(np.shape(x)), str(np.asarray(x).dtype)), args)
+    parts = (
+        repr(static_key), options, method, chains, str(jax.tree.structure(args)),
+        repr(jax.tree.leaves(shapes)), jax.__version__, version("jaxlib"),
+        version("numpyro"), version("bayesmixed"), jax.local_device_count(),
+    )
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+def _load_exported(key: str) -> Any:
+    import pickle
+
+    path = cache_dir() / "programs" / f"{key}.pkl"
+    try:
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+    except Exception:  # a missing, stale or unreadable entry is just a cache miss
+        return None
+
+
+def _save_exported(key: str, exported: Any) -> None:
+    import dataclasses
+    import pickle
+
+    folder = cache_dir() / "programs"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        items = tuple(dataclasses.replace(e, _get_vjp=None) for e in exported)
+        tmp = folder / f"{key}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            pickle.dump(items, fh)
+        os.replace(tmp, folder / f"{key}.pkl")
+    except Exception:  # caching is an optimisation: never fail a fit over it
+        pass
+
+
+def _compiled_sampler(potential_fn_gen: Any, data: Any, z0: Any, keys: Any, *, method: str,
+                      chains: int, options: tuple, static_key: Any, draws: int):
+    """Compiled ``init`` and ``advance`` for the chain method, from the caches if possible.
+
+    With a ``static_key``, the traced programs are kept in this process and, exported
+    (``jax.export``), under ``cache_dir() / "programs"``; a later process loads them and
+    skips tracing numpyro's NUTS (about a second), while JAX's persistent cache skips the
+    XLA compilation.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax import export
+
+    tune, n_draws, target_accept, dense_mass, max_tree_depth = options
+    record = _empty_record(z0.shape[-1], draws, None if method != "vectorized" else chains)
+    per_chain = method != "vectorized"
+    init_args = (data, z0[0] if per_chain else z0, keys[0] if per_chain else keys)
+    key = None
+    if static_key is not None:
+        key = _program_key(static_key, options, method, chains, init_args)
+        if key in _COMPILED:
+            return _COMPILED[key]
+    exported = _load_exported(key) if key is not None and _cache_enabled() else None
+    if exported is None:
+        init, advance = _nuts_programs(
+            potential_fn_gen, tune=tune, draws=n_draws, target_accept=target_accept,
+            dense_mass=dense_mass, max_tree_depth=max_tree_depth,
+        )
+        if not per_chain:
+            init = jax.vmap(init, in_axes=(None, 0, 0))
+            advance = jax.vmap(advance, in_axes=(None, 0, 0, None))
+        state = jax.eval_shape(init, *init_args)
+        one_record = record
+        n_spec = jax.ShapeDtypeStruct((), jnp.int64)
+        try:
+            exported = (
+                export.export(jax.jit(init))(*init_args),
+                export.export(jax.jit(advance))(data, state, one_record, n_spec),
+            )
+            if key is not None and _cache_enabled():
+                _save_exported(key, exported)
+            init_fn, advance_fn = exported[0].call, exported[1].call
+        except Exception:  # programs that cannot be exported are traced as they are
+            exported, init_fn, advance_fn = None, init, advance
+    else:
+        init_fn, advance_fn = exported[0].call, exported[1].call
+    if method == "parallel":
+        init_c = jax.pmap(init_fn, in_axes=(None, 0, 0)).lower(data, z0, keys).compile()
+        state = jax.eval_shape(jax.pmap(init_fn, in_axes=(None, 0, 0)), data, z0, keys)
+        rec = _empty_record(z0.shape[-1], draws, chains)
+        n = np.zeros(chains, dtype=np.int64)
+        advance_c = jax.pmap(advance_fn, in_axes=(None, 0, 0, 0)).lower(
+            data, state, rec, n).compile()
+    else:
+        init_c = jax.jit(init_fn).lower(*init_args).compile()
+        state = jax.eval_shape(init_fn, *init_args)
+        advance_c = jax.jit(advance_fn).lower(
+            data, state, record, np.zeros((), dtype=np.int64)).compile()
+    compiled = (init_c, advance_c)
+    if key is not None:
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.pop(next(iter(_COMPILED)))
+        _COMPILED[key] = compiled
+    return compiled
+
+
+def _empty_record(dim: int, draws: int, chains: int | None = None) -> tuple:
+    """Zeroed buffers for the recorded draws (numpy: no JAX dispatch), per chain or all."""
+    lead = (draws,) if chains is None else (chains, draws)
+    return (
+        np.zeros((*lead, dim)),
+        np.zeros(lead),
+        np.zeros(lead),
+        np.zeros(lead, dtype=np.int64),
+        np.zeros(lead),
+        np.zeros(lead, dtype=bool),
+        np.zeros(lead),
+    )
+
+
+def run_nuts(
+    potential_fn_gen: Any,
+    data: Any,
+    init: np.ndarray,
+    *,
+    settings: SamplerSettings,
+    seed: np.random.SeedSequence,
+    static_key: Any = None,
+    dense_mass: bool = False,
+    max_tree_depth: int = 10,
+) -> NutsDraws:
+    """Run numpyro's NUTS kernel on a flat unconstrained vector, without ``pm.sample``.
+
+    Parameters
+    ----------
+    potential_fn_gen : callable
+        ``data -> potential_fn``; ``potential_fn(z)`` is the negative log density of the
+        flat vector ``z``. ``data`` (a pytree of arrays) is an argument of the compiled
+        program, not a constant baked into it, so models of the same structure share one
+        compiled sampler.
+    data : pytree of numpy.ndarray
+    init : numpy.ndarray
+        ``(chains, D)`` starting points.
+    settings : SamplerSettings
+        Draws, tuning steps, chains, target acceptance, progress bar, chain method.
+    seed : numpy.random.SeedSequence
+        Source of the chains' JAX keys.
+    static_key : hashable, optional
+        Identifies ``potential_fn_gen`` (the same key must mean the same function, given
+        the shapes of ``data``). With it, the compiled sampler is reused within the process
+        and its traced program across processes; without it, only JAX's persistent XLA
+        cache applies.
+    dense_mass : bool
+        Adapt a dense mass matrix instead of a diagonal one.
+    max_tree_depth : int
+        NUTS's maximum tree depth.
+
+    Returns
+    -------
+    NutsDraws
+    """
+    import time
+
+    import jax
+
+    configure_jax()
+    chains = settings.chains
+    method = settings.chain_method or default_chain_method(chains)
+    if method == "parallel" and jax.local_device_count() < chains:
+        warnings.warn(
+            f"chain_method='parallel' needs {chains} JAX devices but there are "
+            f"{jax.local_device_count()}; running the chains vectorised. Import bayesmixed "
+            "before JAX (or set XLA_FLAGS=--xla_force_host_platform_device_count=N) to run "
+            "them in parallel.",
+            UserWarning,
+            stacklevel=3,
+        )
+        method = "vectorized"
+    if chains == 1 and method == "parallel":
+        method = "sequential"
+    # numpy in, numpy out: eager JAX operations would each cost a (cached) compilation
+    data = jax.tree.map(
+        lambda x: np.asarray(x, dtype=np.float64 if np.asarray(x).dtype.kind == "f" else None),
+        data,
+    )
+    z0 = np.asarray(init, dtype=np.float64)
+    keys = seed.generate_state(2 * chains, dtype=np.uint32).reshape(chains, 2)  # raw keys
+    options = (settings.tune, settings.draws, float(settings.target_accept), bool(dense_mass),
+               int(max_tree_depth))
+    total = settings.tune + settings.draws
+
+    start = time.perf_counter()
+    init_c, advance_c = _compiled_sampler(
+        potential_fn_gen, data, z0, keys, method=method, chains=chains, options=options,
+        static_key=static_key, draws=settings.draws,
+    )
+    compile_seconds = time.perf_counter() - start
+
+    progress = None
+    if settings.show_progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=total * chains, desc="Sampling", unit="it")
+    chunk = max(1, -(-total // 20)) if progress is not None else total
+
+    def run(state: Any, record: Any, scale: int):
+        done = 0
+        while done < total:
+            step = min(chunk, total - done)
+            n = np.full(chains, step, dtype=np.int64) if method == "parallel" else (
+                np.asarray(step, dtype=np.int64))
+            state, record = advance_c(data, state, record, n)
+            done += step
+            if progress is not None:
+                jax.block_until_ready(record)
+                progress.update(step * scale)
+        return jax.device_get(jax.block_until_ready(record))
+
+    start = time.perf_counter()
+    if method == "sequential":
+        outs = []
+        for c in range(chains):
+            state = init_c(data, z0[c], keys[c])
+            outs.append(run(state, _empty_record(z0.shape[-1], settings.draws), 1))
+        out = tuple(np.stack(parts) for parts in zip(*outs, strict=True))
+    else:
+        state = init_c(data, z0, keys)
+        out = run(state, _empty_record(z0.shape[-1], settings.draws, chains), chains)
+    sampling_seconds = time.perf_counter() - start
+    if progress is not None:
+        progress.close()
+    z, potential, energy, n_steps, accept, diverging, step_size = (np.asarray(x) for x in out)
+    stats = {
+        "lp": -potential,
+        "energy": energy,
+        "n_steps": n_steps,
+        "tree_depth": np.floor(np.log2(np.maximum(n_steps, 1))).astype(int) + 1,
+        "acceptance_rate": accept,
+        "diverging": diverging,
+        "step_size": step_size,
+    }
+    return NutsDraws(z, stats, compile_seconds, sampling_seconds, method)
+
+
+def sample_pymc_jax(
+    model: Any, settings: SamplerSettings, var_names: list[str]
+) -> tuple[Any, float]:
+    """Sample a PyMC model with numpyro's NUTS on its JAX log density, without ``pm.sample``.
+
+    The log density of the unconstrained value variables is translated to JAX by
+    PyTensor's JAX backend (no C compilation); starting points are PyMC's initial point
+    plus PyMC's uniform(-1, 1) jitter on the unconstrained scale, drawn in numpy (no eager
+    JAX evaluation); the draws are mapped back to the variables in ``var_names`` by one
+    compiled, vectorised JAX function. Compiled programs are cached on disk by JAX (see
+    :func:`configure_jax`).
+
+    Parameters
+    ----------
+    model : pymc.Model
+    settings : SamplerSettings
+    var_names : list of str
+        Variables kept in the posterior (free variables and deterministics).
+
+    Returns
+    -------
+    tuple
+        ``(idata, seconds)``: the DataTree laid out as ``pm.sample`` lays it out, and the
+        wall time of the whole call.
+    """
+    import time
+
+    import jax
+    import pytensor
+    from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_observations
+    from pymc.sampling.jax import get_jaxified_graph
+    from pymc.util import get_default_varnames
+
+    start = time.perf_counter()
+    configure_jax()
+    seeds = seed_sequence(settings.random_seed).spawn(3)
+    value_vars = model.value_vars
+    logp_fn = get_jaxified_graph(inputs=value_vars, outputs=[model.logp()])
+    # PyTensor would compile the initial point's inner Scan with its C backend (seconds,
+    # and a warning about BLAS); its Python implementations are instantaneous here
+    with pytensor.config.change_flags(cxx=""):
+        point = model.initial_point(random_seed=int(seeds[0].generate_state(1)[0]))
+    shapes = [np.shape(point[v.name]) for v in value_vars]
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    bounds = np.cumsum([0, *sizes])
+    flat = np.concatenate([np.ravel(point[v.name]) for v in value_vars]).astype(float)
+
+    def unflatten(z: Any) -> list[Any]:
+        return [z[..., a:b].reshape(*z.shape[:-1], *shape)
+                for a, b, shape in zip(bounds[:-1], bounds[1:], shapes, strict=True)]
+
+    def potential_fn_gen(_: Any):
+        def potential(z: Any):
+            return -logp_fn(*unflatten(z))[0]
+
+        return potential
+
+    jitter = np.random.default_rng(seeds[1]).uniform(-1, 1, size=(settings.chains, len(flat)))
+    nuts = run_nuts(potential_fn_gen, {}, flat + jitter, settings=settings, seed=seeds[2])
+
+    wanted = [v for v in model.unobserved_value_vars if v.name in var_names]
+    outputs = list(get_default_varnames(wanted, include_transformed=False))
+    post_fn = get_jaxified_graph(inputs=value_vars, outputs=outputs)
+    chains, draws = nuts.z.shape[:2]
+    flat_draws = nuts.z.reshape(chains * draws, -1)
+    values = jax.jit(jax.vmap(lambda z: post_fn(*unflatten(z))))(flat_draws)
+    posterior = {
+        v.name: np.asarray(x).reshape(chains, draws, *np.shape(x)[1:])
+        for v, x in zip(outputs, values, strict=True)
+    }
+    coords, dims = coords_and_dims_for_inferencedata(model)
+    observed = {k: np.asarray(v) for k, v in find_observations(model).items()}
+    idata = to_datatree(
+        posterior, nuts, observed=observed, coords=coords,
+        dims={k: list(v) for k, v in dims.items() if k in posterior or k in observed},
+        attrs={"tuning_steps": settings.tune},
+    )
+    return idata, time.perf_counter() - start
+
+
+def to_datatree(
+    posterior: dict[str, np.ndarray],
+    nuts: NutsDraws,
+    *,
+    observed: dict[str, np.ndarray],
+    coords: dict[str, Any],
+    dims: dict[str, list[str]],
+    attrs: dict[str, Any] | None = None,
+):
+    """Assemble the ArviZ DataTree as ``pm.sample`` lays it out.
+
+    Groups ``posterior`` (``(chain, draw, ...)`` arrays), ``sample_stats`` and
+    ``observed_data``; the posterior's attributes record the sampler, the compile and
+    sampling times and the chain method.
+    """
+    from arviz_base import from_dict
+
+    base = {
+        "inference_library": "numpyro",
+        "sampling_time": nuts.sampling_seconds,
+        "compile_time": nuts.compile_seconds,
+        "chain_method": nuts.chain_method,
+    }
+    base.update(attrs or {})
+    used = {d for ds in dims.values() for d in ds}
+    return from_dict(
+        {"posterior": posterior, "sample_stats": nuts.stats, "observed_data": observed},
+        coords={k: v for k, v in coords.items() if k in used},
+        dims=dims,
+        sample_dims=["chain", "draw"],
+        attrs={"posterior": base},
+    )

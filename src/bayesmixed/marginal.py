@@ -1,0 +1,940 @@
+"""Exact marginalisation of Gaussian group effects: sample the hyper-parameters only.
+
+For a Gaussian response with the identity link and one grouping factor ``g`` whose ``K``
+terms have design ``Z_j`` in group ``j``,
+
+.. math::
+
+    y_j = X_j \\beta + Z_j b_j + e_j, \\qquad b_j \\sim N(0, T T^\\top), \\qquad
+    e_j \\sim N(0, \\sigma^2 I),
+
+with ``T = diag(sd) L`` (``L`` the Cholesky factor of the LKJ correlation, the identity
+across independent blocks), the group effects integrate out in closed form:
+``y_j ~ N(X_j beta, sigma^2 I + Z_j T T' Z_j')``. With ``M_j = I + T' Z_j'Z_j T / sigma^2 =
+C_j C_j'`` (a ``K x K`` Cholesky factorisation per group), the matrix determinant lemma and
+the Woodbury identity give
+
+.. math::
+
+    \\log|V_j| = n_j \\log\\sigma^2 + \\log|M_j|, \\qquad
+    r_j^\\top V_j^{-1} r_j = \\bigl(r_j^\\top r_j - |C_j^{-1} T^\\top Z_j^\\top r_j|^2
+    / \\sigma^2\\bigr) / \\sigma^2,
+
+which need only per-group sufficient statistics (``Z_j'Z_j``, ``Z_j'X_j``, ``Z_j'y_j``)
+and ``X'X``, ``X'y``, ``y'y``: one log-density evaluation costs ``O(G K^3)`` whatever the
+number of rows. NUTS samples the hyper-parameters (common effects, ``sd_<g>``, the LKJ
+Cholesky factor, ``sigma``) under exactly the priors of :mod:`bayesmixed.build`; the group
+effects ``r_<g>`` are then drawn, for every posterior draw, from their exact Gaussian
+conditional ``u_j ~ N(M_j^{-1} T' Z_j' r_j / sigma^2, M_j^{-1})``, ``r_j = T u_j``, so the
+posterior has the same variables as the full model's (``ranef``, predictions and plots work
+unchanged).
+
+Sampling space. Before NUTS starts, the log density is maximised in numpy (no compilation)
+and its Hessian taken by finite differences; NUTS then runs on ``xi`` with
+``theta = mode + C xi`` (``C C' =`` the inverse Hessian), an affine map with a constant
+Jacobian that leaves the posterior unchanged but starts warm-up with a sensible scale and
+correlation structure. Positive parameters are sampled on the log scale, ``Uniform``-priored
+ones on the logit scale, LKJ Cholesky factors through Stan's signed stick-breaking of
+``tanh`` values. Prior densities are computed up to additive constants.
+
+Precision. Sufficient statistics are taken about the least-squares fit (``y0 = y - X
+beta_ols``, so ``X'y0 = 0`` and ``y'y`` never cancels against ``beta'X'X beta``), which
+keeps the density accurate; everything runs in float64 (see ``docs/benchmarks.md`` for
+float32).
+
+Supported: family ``gaussian`` with link ``identity``, exactly one grouping factor (any
+mix of correlated and independent blocks on it), priors whose PyMC names are in
+:data:`SUPPORTED_PRIORS`. Anything else raises :class:`MarginalNotSupported`, and
+``Model.fit(marginalize="auto")`` falls back to the full model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SUPPORTED_PRIORS",
+    "MarginalNotSupported",
+    "MarginalProblem",
+    "draw_group_effects",
+    "fit_marginal",
+    "marginal_loglik",
+    "prepare",
+    "supports_marginal",
+    "use_marginal",
+]
+
+
+class MarginalNotSupported(Exception):
+    """The model has no exact marginal form here; the message says why."""
+
+
+# ---------------------------------------------------------------------------------------
+# Prior densities (up to additive constants), written once for numpy and jax.numpy
+# ---------------------------------------------------------------------------------------
+
+_REAL, _POSITIVE, _INTERVAL = "real", "positive", "interval"
+
+
+def _alias(params: dict[str, float], name: str, alt: str, fn: Callable[[Any], Any]) -> None:
+    """Replace PyMC's alternative parameter ``alt`` by ``name`` (``tau`` -> ``sigma``)."""
+    if alt in params:
+        if name in params:
+            raise MarginalNotSupported(f"both {name!r} and {alt!r} given")
+        params[name] = fn(params.pop(alt))
+
+
+def _canon_normal(p: dict) -> dict:
+    _alias(p, "sigma", "tau", lambda t: np.asarray(t) ** -0.5)
+    return {"mu": p.get("mu", 0.0), "sigma": p.get("sigma", 1.0)}
+
+
+def _canon_student(p: dict) -> dict:
+    _alias(p, "sigma", "lam", lambda t: np.asarray(t) ** -0.5)
+    return {"nu": p["nu"], "mu": p.get("mu", 0.0), "sigma": p.get("sigma", 1.0)}
+
+
+def _canon_cauchy(p: dict) -> dict:
+    return {"alpha": p["alpha"], "beta": p["beta"]}
+
+
+def _canon_laplace(p: dict) -> dict:
+    return {"mu": p["mu"], "b": p["b"]}
+
+
+def _canon_halfnormal(p: dict) -> dict:
+    _alias(p, "sigma", "tau", lambda t: np.asarray(t) ** -0.5)
+    return {"sigma": p.get("sigma", 1.0)}
+
+
+def _canon_halfstudent(p: dict) -> dict:
+    _alias(p, "sigma", "lam", lambda t: np.asarray(t) ** -0.5)
+    return {"nu": p.get("nu", 1.0), "sigma": p.get("sigma", 1.0)}
+
+
+def _canon_halfcauchy(p: dict) -> dict:
+    return {"beta": p.get("beta", 1.0)}
+
+
+def _canon_exponential(p: dict) -> dict:
+    _alias(p, "lam", "scale", lambda s: 1.0 / np.asarray(s))
+    return {"lam": p.get("lam", 1.0)}
+
+
+def _canon_gamma(p: dict) -> dict:
+    if "mu" in p or "sigma" in p:
+        mu, sd = np.asarray(p.pop("mu")), np.asarray(p.pop("sigma"))
+        p["alpha"], p["beta"] = mu**2 / sd**2, mu / sd**2
+    return {"alpha": p["alpha"], "beta": p["beta"]}
+
+
+def _canon_invgamma(p: dict) -> dict:
+    if "mu" in p or "sigma" in p:
+        mu, sd = np.asarray(p.pop("mu")), np.asarray(p.pop("sigma"))
+        p["alpha"], p["beta"] = mu**2 / sd**2 + 2, mu * (mu**2 / sd**2 + 1)
+    return {"alpha": p["alpha"], "beta": p.get("beta", 1.0)}
+
+
+def _canon_lognormal(p: dict) -> dict:
+    _alias(p, "sigma", "tau", lambda t: np.asarray(t) ** -0.5)
+    return {"mu": p.get("mu", 0.0), "sigma": p.get("sigma", 1.0)}
+
+
+def _canon_weibull(p: dict) -> dict:
+    return {"alpha": p["alpha"], "beta": p["beta"]}
+
+
+def _canon_uniform(p: dict) -> dict:
+    return {"lower": p.get("lower", 0.0), "upper": p.get("upper", 1.0)}
+
+
+def _canon_none(p: dict) -> dict:
+    return {}
+
+
+def _lp_normal(xp, x, mu, sigma):
+    return -0.5 * ((x - mu) / sigma) ** 2
+
+
+def _lp_student(xp, x, nu, mu, sigma):
+    return -0.5 * (nu + 1) * xp.log1p(((x - mu) / sigma) ** 2 / nu)
+
+
+def _lp_cauchy(xp, x, alpha, beta):
+    return -xp.log1p(((x - alpha) / beta) ** 2)
+
+
+def _lp_laplace(xp, x, mu, b):
+    return -xp.abs(x - mu) / b
+
+
+def _lp_halfnormal(xp, x, sigma):
+    return -0.5 * (x / sigma) ** 2
+
+
+def _lp_halfstudent(xp, x, nu, sigma):
+    return -0.5 * (nu + 1) * xp.log1p((x / sigma) ** 2 / nu)
+
+
+def _lp_halfcauchy(xp, x, beta):
+    return -xp.log1p((x / beta) ** 2)
+
+
+def _lp_exponential(xp, x, lam):
+    return -lam * x
+
+
+def _lp_gamma(xp, x, alpha, beta):
+    return (alpha - 1) * xp.log(x) - beta * x
+
+
+def _lp_invgamma(xp, x, alpha, beta):
+    return -(alpha + 1) * xp.log(x) - beta / x
+
+
+def _lp_lognormal(xp, x, mu, sigma):
+    return -xp.log(x) - 0.5 * ((xp.log(x) - mu) / sigma) ** 2
+
+
+def _lp_weibull(xp, x, alpha, beta):
+    return (alpha - 1) * xp.log(x) - (x / beta) ** alpha
+
+
+def _lp_flat(xp, x, **_):
+    return xp.zeros_like(x)
+
+
+@dataclass(frozen=True)
+class _Dist:
+    support: str
+    canon: Callable[[dict], dict]
+    logpdf: Callable[..., Any]
+
+
+_DISTS: dict[str, _Dist] = {
+    "Normal": _Dist(_REAL, _canon_normal, _lp_normal),
+    "StudentT": _Dist(_REAL, _canon_student, _lp_student),
+    "Cauchy": _Dist(_REAL, _canon_cauchy, _lp_cauchy),
+    "Laplace": _Dist(_REAL, _canon_laplace, _lp_laplace),
+    "Flat": _Dist(_REAL, _canon_none, _lp_flat),
+    "HalfNormal": _Dist(_POSITIVE, _canon_halfnormal, _lp_halfnormal),
+    "HalfStudentT": _Dist(_POSITIVE, _canon_halfstudent, _lp_halfstudent),
+    "HalfCauchy": _Dist(_POSITIVE, _canon_halfcauchy, _lp_halfcauchy),
+    "Exponential": _Dist(_POSITIVE, _canon_exponential, _lp_exponential),
+    "Gamma": _Dist(_POSITIVE, _canon_gamma, _lp_gamma),
+    "InverseGamma": _Dist(_POSITIVE, _canon_invgamma, _lp_invgamma),
+    "LogNormal": _Dist(_POSITIVE, _canon_lognormal, _lp_lognormal),
+    "Weibull": _Dist(_POSITIVE, _canon_weibull, _lp_weibull),
+    "HalfFlat": _Dist(_POSITIVE, _canon_none, _lp_flat),
+    "Uniform": _Dist(_INTERVAL, _canon_uniform, _lp_flat),
+}
+
+#: PyMC distribution names the marginal path understands (with PyMC's parameter aliases).
+SUPPORTED_PRIORS: tuple[str, ...] = tuple(sorted(_DISTS))
+
+
+@dataclass(frozen=True)
+class _PriorSlot:
+    """One prior over a contiguous range of a parameter vector (static structure)."""
+
+    label: str
+    dist: str
+    kind: str  # transform: "real", "positive" (log) or "interval" (logit)
+    start: int
+    stop: int
+    params: tuple[str, ...]  # names of its parameter arrays in the data dict
+
+
+def _slot(label: str, prior: Any, start: int, stop: int, key: str, data: dict,
+          allowed: tuple[str, ...]) -> _PriorSlot:
+    dist = _DISTS.get(prior.name)
+    if dist is None:
+        raise MarginalNotSupported(
+            f"prior {prior!r} of {label!r} (supported: {', '.join(SUPPORTED_PRIORS)})"
+        )
+    try:
+        canon = dist.canon({k: np.asarray(v, dtype=float) for k, v in prior.params.items()})
+    except KeyError as err:
+        raise MarginalNotSupported(f"prior {prior!r} of {label!r} lacks {err}") from err
+    kind = dist.support
+    if kind == _INTERVAL:
+        lower, upper = np.asarray(canon["lower"]), np.asarray(canon["upper"])
+        if _POSITIVE not in allowed or np.any(lower < 0) or np.any(upper <= lower):
+            raise MarginalNotSupported(f"prior {prior!r} of {label!r} (bounded support)")
+    elif kind not in allowed:
+        raise MarginalNotSupported(f"prior {prior!r} of {label!r} has {kind} support")
+    names = []
+    for name, value in canon.items():
+        arr = np.broadcast_to(np.asarray(value, dtype=float), (stop - start,)).copy()
+        data[f"{key}.{name}"] = arr
+        names.append(f"{key}.{name}")
+    return _PriorSlot(label, prior.name, kind, start, stop, tuple(names))
+
+
+def _prior_logp(xp, slot: _PriorSlot, x, data: dict):
+    """Sum over the slot's coordinates of the prior log density at constrained ``x``."""
+    params = {n.rsplit(".", 1)[1]: data[n] for n in slot.params}
+    if slot.kind == _INTERVAL:
+        return xp.zeros(x.shape[:-1], dtype=x.dtype)
+    return xp.sum(_DISTS[slot.dist].logpdf(xp, x, **params), axis=-1)
+
+
+def _constrain(xp, slot: _PriorSlot, theta, data: dict):
+    """Unconstrained ``theta`` (..., m) -> constrained value and log |Jacobian| (...)."""
+    if slot.kind == _REAL:
+        return theta, xp.zeros(theta.shape[:-1], dtype=theta.dtype)
+    if slot.kind == _POSITIVE:
+        return xp.exp(theta), xp.sum(theta, axis=-1)
+    lower = data[f"{slot.params[0].rsplit('.', 1)[0]}.lower"]
+    upper = data[f"{slot.params[0].rsplit('.', 1)[0]}.upper"]
+    log_s, log_1ms = -xp.logaddexp(0.0, -theta), -xp.logaddexp(0.0, theta)
+    value = lower + (upper - lower) * xp.exp(log_s)
+    return value, xp.sum(xp.log(upper - lower) + log_s + log_1ms, axis=-1)
+
+
+def _unconstrain(slot: _PriorSlot, value: np.ndarray, data: dict) -> np.ndarray:
+    """Inverse of :func:`_constrain` (numpy), for starting values."""
+    if slot.kind == _REAL:
+        return value
+    if slot.kind == _POSITIVE:
+        return np.log(value)
+    key = slot.params[0].rsplit(".", 1)[0]
+    lower, upper = data[f"{key}.lower"], data[f"{key}.upper"]
+    frac = np.clip((value - lower) / (upper - lower), 1e-6, 1 - 1e-6)
+    return np.log(frac) - np.log1p(-frac)
+
+
+# ---------------------------------------------------------------------------------------
+# Small dense linear algebra, unrolled over K (batched elementwise; fuses well in XLA)
+# ---------------------------------------------------------------------------------------
+
+
+def _cholesky(xp, M) -> list[list[Any]]:
+    """Lower Cholesky factor of ``M`` (..., K, K) as nested lists of (...) arrays."""
+    K = M.shape[-1]
+    C: list[list[Any]] = [[None] * K for _ in range(K)]
+    for j in range(K):
+        s = M[..., j, j]
+        for k in range(j):
+            s = s - C[j][k] ** 2
+        C[j][j] = xp.sqrt(s)
+        for i in range(j + 1, K):
+            s = M[..., i, j]
+            for k in range(j):
+                s = s - C[i][k] * C[j][k]
+            C[i][j] = s / C[j][j]
+    return C
+
+
+def _forward(C: list[list[Any]], b: list[Any]) -> list[Any]:
+    """Solve ``C x = b`` for lower-triangular ``C`` (nested lists)."""
+    x: list[Any] = []
+    for i in range(len(b)):
+        s = b[i]
+        for k in range(i):
+            s = s - C[i][k] * x[k]
+        x.append(s / C[i][i])
+    return x
+
+
+def _backward(C: list[list[Any]], b: list[Any]) -> list[Any]:
+    """Solve ``C' x = b`` for lower-triangular ``C`` (nested lists)."""
+    K = len(b)
+    x: list[Any] = [None] * K
+    for i in reversed(range(K)):
+        s = b[i]
+        for k in range(i + 1, K):
+            s = s - C[k][i] * x[k]
+        x[i] = s / C[i][i]
+    return x
+
+
+def _log1m_tanh2(xp, x):
+    """``log(1 - tanh(x)^2)``, stable for large ``|x|``."""
+    a = xp.abs(x)
+    return 2.0 * (math.log(2.0) - a - xp.log1p(xp.exp(-2.0 * a)))
+
+
+def _lkj_cholesky(xp, x, k: int, eta):
+    """Stick-breaking: ``k(k-1)/2`` reals -> Cholesky factor of a correlation matrix.
+
+    Returns the factor as nested lists (rows), the log |Jacobian| of ``x -> strict lower
+    triangle`` and the LKJ(eta) log density of the factor with respect to its strict lower
+    triangle (Stan's ``lkj_corr_cholesky``), both up to constants; shapes ``x.shape[:-1]``.
+    """
+    zero = xp.zeros(x.shape[:-1], dtype=x.dtype)
+    L: list[list[Any]] = [[zero] * k for _ in range(k)]
+    L[0][0] = zero + 1.0
+    logjac = zero
+    logprior = zero
+    pos = 0
+    for i in range(1, k):
+        rem = zero + 1.0
+        for j in range(i):
+            z = xp.tanh(x[..., pos])
+            L[i][j] = z * xp.sqrt(rem)
+            logjac = logjac + 0.5 * xp.log(rem) + _log1m_tanh2(xp, x[..., pos])
+            rem = rem - L[i][j] ** 2
+            pos += 1
+        L[i][i] = xp.sqrt(rem)
+        logprior = logprior + (k - i - 1 + 2.0 * eta - 2.0) * 0.5 * xp.log(rem)
+    return L, logjac, logprior
+
+
+# ---------------------------------------------------------------------------------------
+# The problem: sufficient statistics, layout, log density
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Static structure of the unconstrained vector ``theta`` (hashable: a compile key)."""
+
+    n_beta: int
+    n_terms: int
+    blocks: tuple[tuple[int, ...], ...]  # positions of each correlated block (size >= 2)
+    beta_slots: tuple[_PriorSlot, ...]
+    sd_slots: tuple[_PriorSlot, ...]  # one per term, start/stop index the sd vector
+    family_slot: _PriorSlot  # sigma
+
+    @property
+    def sd_start(self) -> int:
+        return self.n_beta
+
+    @property
+    def lkj_start(self) -> int:
+        return self.n_beta + self.n_terms
+
+    @property
+    def lkj_sizes(self) -> tuple[int, ...]:
+        return tuple(len(b) * (len(b) - 1) // 2 for b in self.blocks)
+
+    @property
+    def sigma_index(self) -> int:
+        return self.lkj_start + sum(self.lkj_sizes)
+
+    @property
+    def dim(self) -> int:
+        return self.sigma_index + 1
+
+
+@dataclass
+class MarginalProblem:
+    """Everything the marginal sampler needs, computed once from the design.
+
+    Attributes
+    ----------
+    layout : _Layout
+        Static structure (sizes, blocks, prior kinds): with the array shapes, the compile key.
+    data : dict of str to numpy.ndarray
+        Sufficient statistics, prior parameters, and the sampling-space map
+        (``mode``, ``scale``: ``theta = mode + scale @ xi``).
+    label : str
+        Grouping factor label.
+    eta : float
+        LKJ shape of the factor's correlated blocks.
+    """
+
+    layout: _Layout
+    data: dict[str, np.ndarray]
+    label: str
+    eta: float
+
+    @property
+    def dim(self) -> int:
+        """Number of sampled (unconstrained) coordinates."""
+        return self.layout.dim
+
+
+def supports_marginal(design: Any, priors: Any) -> str | None:
+    """``None`` when the model can be marginalised exactly here, else the reason why not."""
+    try:
+        _check_design(design)
+        _build_layout(design, priors, {})
+    except MarginalNotSupported as err:
+        return str(err)
+    return None
+
+
+def _check_design(design: Any) -> None:
+    common = design.common
+    if design.family_name != "gaussian":
+        raise MarginalNotSupported(f"family {design.family_name!r} is not gaussian")
+    if common.link_name != "identity":
+        raise MarginalNotSupported(f"link {common.link_name!r} is not identity")
+    if len(design.factors) != 1:
+        raise MarginalNotSupported(
+            f"{len(design.factors)} grouping factors (exact marginalisation handles one)"
+        )
+    if set(common.family_priors) != {"sigma"}:
+        raise MarginalNotSupported(f"family parameters {sorted(common.family_priors)}")
+    if np.asarray(common.response).ndim != 1:
+        raise MarginalNotSupported("the response is not a single column")
+
+
+def _build_layout(design: Any, priors: Any, data: dict) -> _Layout:
+    common = design.common
+    fac = design.factors[0]
+    beta_slots = []
+    for term, sl in common.term_slices.items():
+        beta_slots.append(
+            _slot(term, priors.common[term], sl.start, sl.stop, f"prior.{term}", data, (_REAL,))
+        )
+    sd_slots = []
+    for k, term in enumerate(fac.terms):
+        label = f"sd({term}|{fac.label})"
+        sd_slots.append(_slot(label, priors.sd[label], k, k + 1, f"prior.{label}", data,
+                              (_POSITIVE,)))
+    family_slot = _slot("sigma", priors.family["sigma"], 0, 1, "prior.sigma", data,
+                        (_POSITIVE,))
+    if fac.correlated_blocks:
+        data["eta"] = np.asarray(float(priors.eta[fac.label]))
+    return _Layout(
+        n_beta=common.X.shape[1],
+        n_terms=len(fac.terms),
+        blocks=tuple(tuple(b) for b in fac.correlated_blocks),
+        beta_slots=tuple(beta_slots),
+        sd_slots=tuple(sd_slots),
+        family_slot=family_slot,
+    )
+
+
+def _group_sums(index: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-group column sums of ``values`` (n, m) -> (n_groups, m)."""
+    return np.stack(
+        [np.bincount(index, weights=values[:, j], minlength=n_groups)
+         for j in range(values.shape[1])],
+        axis=-1,
+    ) if values.shape[1] else np.zeros((n_groups, 0))
+
+
+def prepare(design: Any, priors: Any) -> MarginalProblem:
+    """Sufficient statistics and layout for the marginal sampler.
+
+    Raises
+    ------
+    MarginalNotSupported
+        When the model has no exact marginal form here.
+    """
+    _check_design(design)
+    data: dict[str, np.ndarray] = {}
+    layout = _build_layout(design, priors, data)
+    fac = design.factors[0]
+    y = np.asarray(design.common.response, dtype=float)
+    X = np.asarray(design.common.X, dtype=float)
+    Z = np.asarray(fac.X, dtype=float)
+    idx = np.asarray(fac.index)
+    G, K, P = len(fac.levels), Z.shape[1], X.shape[1]
+    beta_ref = np.linalg.lstsq(X, y, rcond=None)[0] if P else np.zeros(0)
+    y0 = y - X @ beta_ref
+    ZZ = (Z[:, :, None] * Z[:, None, :]).reshape(len(y), K * K)
+    ZX = (Z[:, :, None] * X[:, None, :]).reshape(len(y), K * P)
+    data.update(
+        A=_group_sums(idx, ZZ, G).reshape(G, K, K),
+        B=_group_sums(idx, ZX, G).reshape(G, K, P),
+        c=_group_sums(idx, Z * y0[:, None], G),
+        XtX=X.T @ X,
+        Xty0=X.T @ y0,
+        yty0=np.asarray(y0 @ y0),
+        n=np.asarray(float(len(y))),
+        beta_ref=beta_ref,
+    )
+    problem = MarginalProblem(
+        layout=layout, data=data, label=fac.label,
+        eta=float(priors.eta.get(fac.label, 1.0)),
+    )
+    _set_sampling_map(problem, design)
+    return problem
+
+
+def _unpack(xp, theta, data: dict, layout: _Layout):
+    """``theta`` (..., D) -> (beta, sd, T rows, sigma, log |Jacobian| + log prior)."""
+    P, K = layout.n_beta, layout.n_terms
+    beta = theta[..., :P]
+    lp = xp.zeros(theta.shape[:-1], dtype=theta.dtype)
+    for slot in layout.beta_slots:
+        lp = lp + _prior_logp(xp, slot, beta[..., slot.start:slot.stop], data)
+    sds = []
+    for slot in layout.sd_slots:
+        raw = theta[..., P + slot.start:P + slot.stop]
+        value, jac = _constrain(xp, slot, raw, data)
+        lp = lp + jac + _prior_logp(xp, slot, value, data)
+        sds.append(value[..., 0])
+    zero = xp.zeros(theta.shape[:-1], dtype=theta.dtype)
+    Lc: list[list[Any]] = [[zero + (1.0 if i == j else 0.0) for j in range(K)] for i in range(K)]
+    pos = layout.lkj_start
+    for block, size in zip(layout.blocks, layout.lkj_sizes, strict=True):
+        Lb, jac, prior = _lkj_cholesky(xp, theta[..., pos:pos + size], len(block), data["eta"])
+        lp = lp + jac + prior
+        for a, ia in enumerate(block):
+            for b, ib in enumerate(block):
+                Lc[ia][ib] = Lb[a][b]
+        pos += size
+    s = layout.sigma_index
+    sigma, jac = _constrain(xp, layout.family_slot, theta[..., s:s + 1], data)
+    lp = lp + jac + _prior_logp(xp, layout.family_slot, sigma, data)
+    T = [[sds[i] * Lc[i][j] for j in range(K)] for i in range(K)]
+    return beta, sds, Lc, T, sigma[..., 0], lp
+
+
+def _group_terms(xp, beta, T, sigma, data: dict):
+    """Per-group pieces: Cholesky factor of ``M_j``, ``w_j = C_j^-1 T' d_j``, ``d_j``."""
+    K = data["A"].shape[-1]
+    A, B, c = data["A"], data["B"], data["c"]
+    delta = beta - data["beta_ref"]
+    d = c - xp.einsum("gkp,...p->...gk", B, delta)  # (..., G, K) = Z_j'(y_j - X_j beta)
+    inv_s2 = 1.0 / sigma**2
+    # M = I + T' A T / sigma^2, with T given by rows of (...) arrays: expand per entry
+    Tm = xp.stack([xp.stack(row, axis=-1) for row in T], axis=-2)  # (..., K, K)
+    AT = xp.einsum("gkl,...lm->...gkm", A, Tm)
+    TAT = xp.einsum("...lk,...glm->...gkm", Tm, AT)
+    eye = np.eye(K)
+    M = eye + TAT * inv_s2[..., None, None, None]
+    C = _cholesky(xp, M)
+    u = xp.einsum("...lk,...gl->...gk", Tm, d)  # T' d
+    w = _forward(C, [u[..., k] for k in range(K)])
+    return C, w, delta
+
+
+def _loglik(xp, beta, T, sigma, data: dict):
+    """Marginal log-likelihood of the response, group effects integrated out."""
+    C, w, delta = _group_terms(xp, beta, T, sigma, data)
+    K = len(w)
+    logdet = 0.0
+    for k in range(K):
+        logdet = logdet + 2.0 * xp.sum(xp.log(C[k][k]), axis=-1)
+    ww = 0.0
+    for k in range(K):
+        ww = ww + xp.sum(w[k] ** 2, axis=-1)
+    rr = (data["yty0"] - 2.0 * xp.sum(delta * data["Xty0"], axis=-1)
+          + xp.einsum("...p,pq,...q->...", delta, data["XtX"], delta))
+    s2 = sigma**2
+    n = data["n"]
+    quad = (rr - ww / s2) / s2
+    return -0.5 * (n * math.log(2 * math.pi) + n * xp.log(s2) + logdet + quad)
+
+
+def _log_density(xp, theta, data: dict, layout: _Layout):
+    """Log posterior density of unconstrained ``theta`` (..., D), up to a constant."""
+    beta, _, _, T, sigma, lp = _unpack(xp, theta, data, layout)
+    return lp + _loglik(xp, beta, T, sigma, data)
+
+
+def marginal_loglik(problem: MarginalProblem, beta: np.ndarray, sd: np.ndarray,
+                    cor_chol: np.ndarray, sigma: float) -> float:
+    """Marginal log-likelihood at given parameter values (numpy; for checks).
+
+    Parameters
+    ----------
+    problem : MarginalProblem
+    beta : numpy.ndarray
+        Common effects, ``(P,)``.
+    sd : numpy.ndarray
+        Group SDs, ``(K,)``.
+    cor_chol : numpy.ndarray
+        Cholesky factor of the group correlation matrix, ``(K, K)``.
+    sigma : float
+        Residual SD.
+    """
+    K = len(sd)
+    T = [[np.asarray(sd[i] * cor_chol[i, j]) for j in range(K)] for i in range(K)]
+    return float(_loglik(np, np.asarray(beta, float), T, np.asarray(float(sigma)),
+                         problem.data))
+
+
+# ---------------------------------------------------------------------------------------
+# Starting point and preconditioner (numpy + scipy: nothing to compile)
+# ---------------------------------------------------------------------------------------
+
+
+def _initial_theta(problem: MarginalProblem, design: Any) -> np.ndarray:
+    layout, data = problem.layout, problem.data
+    fac = design.factors[0]
+    y = np.asarray(design.common.response, dtype=float)
+    resid = float(np.sqrt(data["yty0"] / max(len(y) - layout.n_beta, 1))) or 1.0
+    theta = np.zeros(layout.dim)
+    theta[: layout.n_beta] = data["beta_ref"]
+    for slot, k in zip(layout.sd_slots, range(layout.n_terms), strict=True):
+        rms = float(np.sqrt(np.mean(fac.X[:, k] ** 2))) or 1.0
+        theta[layout.sd_start + k] = _unconstrain(slot, np.array([0.5 * resid / rms]), data)[0]
+    theta[layout.sigma_index] = _unconstrain(layout.family_slot, np.array([resid]), data)[0]
+    return theta
+
+
+def _hessian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Central-difference Hessian of a batched scalar function (all points in one call)."""
+    D = len(x)
+    E = np.diag(h)
+    pts = [x]
+    for i in range(D):
+        pts += [x + E[i], x - E[i]]
+    for i in range(D):
+        for j in range(i + 1, D):
+            pts += [x + E[i] + E[j], x + E[i] - E[j], x - E[i] + E[j], x - E[i] - E[j]]
+    vals = f(np.asarray(pts))
+    f0 = vals[0]
+    H = np.zeros((D, D))
+    for i in range(D):
+        H[i, i] = (vals[1 + 2 * i] - 2 * f0 + vals[2 + 2 * i]) / h[i] ** 2
+    pos = 1 + 2 * D
+    for i in range(D):
+        for j in range(i + 1, D):
+            a, b, c, d = vals[pos:pos + 4]
+            H[i, j] = H[j, i] = (a - b - c + d) / (4 * h[i] * h[j])
+            pos += 4
+    return H
+
+
+def _set_sampling_map(problem: MarginalProblem, design: Any) -> None:
+    """Find the posterior mode and a Laplace preconditioner; store ``mode`` and ``scale``."""
+    from scipy.optimize import minimize
+
+    layout, data = problem.layout, problem.data
+
+    def f(theta: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            out = _log_density(np, np.atleast_2d(theta), data, layout)
+        return np.where(np.isfinite(out), out, -np.inf)
+
+    theta0 = _initial_theta(problem, design)
+    width = np.full(layout.dim, 25.0)
+    width[: layout.n_beta] = np.inf
+    bounds = list(zip(theta0 - width, theta0 + width, strict=True))
+    with np.errstate(all="ignore"):
+        res = minimize(lambda t: -f(t)[0] if np.isfinite(f(t)[0]) else 1e300, theta0,
+                       method="L-BFGS-B", bounds=bounds)
+    mode = res.x if np.all(np.isfinite(res.x)) and np.isfinite(f(res.x)[0]) else theta0
+    step = 1e-4 * np.maximum(1.0, np.abs(mode))
+    scale = None
+    with np.errstate(all="ignore"):
+        H = -_hessian(f, mode, step)
+    if np.all(np.isfinite(H)):
+        H = 0.5 * (H + H.T)
+        vals, vecs = np.linalg.eigh(H)
+        if vals.max() > 0:
+            vals = np.maximum(vals, vals.max() * 1e-10)
+            cov = (vecs / vals) @ vecs.T
+            try:
+                scale = np.linalg.cholesky(cov)
+            except np.linalg.LinAlgError:
+                scale = None
+    if scale is None:
+        scale = np.eye(layout.dim)
+    data["mode"] = mode
+    data["scale"] = scale
+
+
+# ---------------------------------------------------------------------------------------
+# Draws: constrained hyper-parameters and the exact conditional of the group effects
+# ---------------------------------------------------------------------------------------
+
+
+def _potential_fn_gen(layout: _Layout) -> Callable[[dict], Callable]:
+    """``data -> potential(xi)`` for numpyro (negative log density in sampling space)."""
+    import jax.numpy as jnp
+
+    def gen(data: dict) -> Callable:
+        def potential(xi):
+            theta = data["mode"] + data["scale"] @ xi
+            return -_log_density(jnp, theta, data, layout)
+
+        return potential
+
+    return gen
+
+
+def constrained_draws(problem: MarginalProblem, xi: np.ndarray) -> dict[str, np.ndarray]:
+    """Sampling-space draws ``xi`` (..., D) -> beta, sd, cor, Cholesky factor, sigma."""
+    data, layout = problem.data, problem.layout
+    theta = data["mode"] + xi @ data["scale"].T
+    beta, sds, Lc, _, sigma, lp = _unpack(np, theta, data, layout)
+    K = layout.n_terms
+    L = np.stack([np.stack(row, axis=-1) for row in Lc], axis=-2)
+    return {
+        "beta": beta,
+        "sd": np.stack(sds, axis=-1),
+        "cor_chol": L,
+        "cor": L @ np.swapaxes(L, -1, -2),
+        "sigma": sigma,
+        "theta": theta,
+        "lp_prior": lp,
+        "K": np.asarray(K),
+    }
+
+
+def draw_group_effects(
+    problem: MarginalProblem,
+    beta: np.ndarray,
+    sd: np.ndarray,
+    cor_chol: np.ndarray,
+    sigma: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    chunk: int = 256,
+) -> np.ndarray:
+    """Draw ``r_<g>`` from its exact conditional given each hyper-parameter draw.
+
+    Parameters
+    ----------
+    problem : MarginalProblem
+    beta, sd, cor_chol, sigma : numpy.ndarray
+        Hyper-parameter draws with a common leading shape ``S`` (e.g. ``(chains, draws)``):
+        ``S + (P,)``, ``S + (K,)``, ``S + (K, K)``, ``S``.
+    rng : numpy.random.Generator
+        Source of the standard-normal variates (explicit, so seeds reproduce).
+    chunk : int
+        Draws processed at once (bounds memory at ``chunk x G x K x K``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``S + (G, K)`` group effects.
+    """
+    data = problem.data
+    lead = sigma.shape
+    S = int(np.prod(lead))
+    G, K = data["c"].shape
+    beta = beta.reshape(S, -1)
+    sd = sd.reshape(S, K)
+    cor_chol = cor_chol.reshape(S, K, K)
+    sigma = sigma.reshape(S)
+    out = np.empty((S, G, K))
+    eps = rng.standard_normal((S, G, K))
+    for lo in range(0, S, chunk):
+        sl = slice(lo, min(S, lo + chunk))
+        Tm = sd[sl, :, None] * cor_chol[sl]
+        T = [[Tm[:, i, j] for j in range(K)] for i in range(K)]
+        C, w, _ = _group_terms(np, beta[sl], T, sigma[sl], data)
+        inv_s2 = (1.0 / sigma[sl] ** 2)[:, None]
+        rhs = [w[k] * inv_s2 + eps[sl, :, k] for k in range(K)]
+        u = np.stack(_backward(C, rhs), axis=-1)  # (s, G, K) ~ N(M^-1 T'd/s2, M^-1)
+        out[sl] = np.einsum("skl,sgl->sgk", Tm, u)
+    return out.reshape(*lead, G, K)
+
+
+def fit_marginal(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
+    """Fit by exact marginalisation; return the DataTree and the sampler's wall time.
+
+    Parameters
+    ----------
+    design : Design
+    priors : PriorSet
+    settings : SamplerSettings
+
+    Returns
+    -------
+    tuple
+        ``(idata, seconds)``: the DataTree with the same posterior variables as the full
+        model (common effects, ``sd_<g>``, ``cor_<g>``, ``r_<g>``, ``sigma``), and the wall
+        time from the start of compilation to the last draw (``idata`` attributes
+        ``compile_time`` and ``sampling_time`` split it).
+    """
+    import time
+
+    from bayesmixed.sampling import run_nuts, seed_sequence
+
+    start = time.perf_counter()
+    problem = prepare(design, priors)
+    seeds = seed_sequence(settings.random_seed).spawn(3)
+    rng_init = np.random.default_rng(seeds[0])
+    init = rng_init.uniform(-1.0, 1.0, size=(settings.chains, problem.dim))
+    nuts = run_nuts(
+        _potential_fn_gen(problem.layout),
+        problem.data,
+        init,
+        settings=settings,
+        seed=seeds[1],
+        static_key=("marginal", problem.layout),
+    )
+    hyper = constrained_draws(problem, nuts.z)
+    r = draw_group_effects(
+        problem, hyper["beta"], hyper["sd"], hyper["cor_chol"], hyper["sigma"],
+        np.random.default_rng(seeds[2]),
+    )
+    idata = _to_datatree(design, problem, hyper, r, nuts, settings)
+    seconds = time.perf_counter() - start
+    idata["posterior"].attrs["preparation_time"] = seconds - nuts.compile_seconds - (
+        nuts.sampling_seconds)
+    return idata, seconds
+
+
+def _to_datatree(design: Any, problem: MarginalProblem, hyper: dict, r: np.ndarray,
+                 nuts: Any, settings: Any) -> Any:
+    from bayesmixed.build import group_term_dim, model_coords
+    from bayesmixed.sampling import to_datatree
+
+    common = design.common
+    label = problem.label
+    tdim = group_term_dim(label)
+    posterior: dict[str, np.ndarray] = {}
+    dims: dict[str, list[str]] = {}
+    for term, sl in common.term_slices.items():
+        values = hyper["beta"][..., sl]
+        if sl.stop - sl.start > 1:
+            posterior[term] = values
+            dims[term] = [f"{term}_dim"]
+        else:
+            posterior[term] = values[..., 0]
+    posterior[f"sd_{label}"] = hyper["sd"]
+    dims[f"sd_{label}"] = [tdim]
+    if problem.layout.blocks:
+        posterior[f"cor_{label}"] = hyper["cor"]
+        dims[f"cor_{label}"] = [tdim, f"{label}__term2"]
+    posterior[f"r_{label}"] = r
+    dims[f"r_{label}"] = [label, tdim]
+    posterior["sigma"] = hyper["sigma"]
+    observed = {design.response_name: np.asarray(common.response)}
+    dims[design.response_name] = ["__obs__"]
+    return to_datatree(
+        posterior,
+        nuts,
+        observed=observed,
+        coords=model_coords(design),
+        dims=dims,
+        attrs={"marginalized": 1, "tuning_steps": settings.tune},
+    )
+
+
+def use_marginal(design: Any, priors: Any, settings: Any, marginalize: bool | str) -> bool:
+    """Decide whether ``Model.fit`` integrates the group effects out.
+
+    Parameters
+    ----------
+    design, priors, settings
+        The model's design and priors and the validated sampler settings.
+    marginalize : {"auto", True, False}
+        ``"auto"``: whenever the model has an exact marginal form here and the sampler is
+        numpyro (it is then always faster: fewer parameters, no funnel, cost independent
+        of the number of rows). ``True``: always, or raise if impossible. ``False``: never.
+
+    Raises
+    ------
+    SamplingError
+        For an invalid ``marginalize``, or ``marginalize=True`` on a model without an
+        exact marginal form here (the message says why).
+    """
+    from bayesmixed.errors import SamplingError
+
+    if marginalize not in ("auto", True, False):
+        raise SamplingError(
+            f"marginalize={marginalize!r} must be 'auto', True or False."
+        )
+    if marginalize is False:
+        return False
+    reason = None if settings.sampler == "numpyro" else f"sampler={settings.sampler!r}"
+    reason = reason or supports_marginal(design, priors)
+    if reason is None:
+        return True
+    if marginalize is True:
+        raise SamplingError(
+            f"marginalize=True is not possible for this model: {reason}. It needs "
+            "sampler='numpyro', family='gaussian' with the identity link, one grouping "
+            f"factor and priors among {', '.join(SUPPORTED_PRIORS)}; use "
+            "marginalize='auto' or False to sample the full model."
+        )
+    return False

@@ -1,0 +1,890 @@
+"""Posterior predictions: observed rows, new data, new groups; log-likelihood and LOO.
+
+This is the last stage of the pipeline (results -> predictions). Everything reads the fit's
+posterior and design and returns new objects; the fit is never changed.
+
+* :func:`predict` gives draws of the linear predictor (``kind="linear"``), of the family's
+  mean parameter (``kind="mean"``, brms's ``posterior_epred``) or of new responses
+  (``kind="response"``, brms's ``posterior_predict``) for the observed rows or new data.
+* Groups not seen in the fit are refused by default; ``new_groups`` picks how to draw their
+  effects, following brms's ``sample_new_levels``: ``"gaussian"``, ``"uncertainty"`` or
+  ``"old_levels"``.
+* :func:`new_group_effects` draws the coefficients of new levels of a factor (the article's
+  new participant).
+* :func:`posterior_predictive` and :func:`log_likelihood` return a copy of the DataTree with
+  the ``posterior_predictive`` or ``log_likelihood`` group added, for ArviZ;
+  :func:`loo` and :func:`compare` run ArviZ's PSIS-LOO on them.
+
+Group effects are gathered by level index, never through a dense ``Z`` matrix; families
+come from Bambi through :mod:`bayesmixed._bambi`, with the same parameter transforms as the
+model itself, so predictions and log-likelihoods match the likelihood that was sampled.
+
+Examples
+--------
+>>> import pandas as pd
+>>> import bayesmixed as bm
+>>> fit = bm.Model("Reaction ~ Days + (Days | Subject)",
+...                bm.datasets.sleepstudy()).fit(random_seed=1)        # doctest: +SKIP
+>>> new = pd.DataFrame({"Days": range(10), "Subject": "new"})
+>>> pred = fit.predict(new, kind="response", new_groups="gaussian",
+...                    random_seed=1)                                  # doctest: +SKIP
+>>> pred.summary()                                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayesmixed import _bambi
+from bayesmixed.design import Design, FactorDesign, factor_index
+from bayesmixed.design import _labels as _level_labels
+from bayesmixed.errors import FitError, PredictionError
+from bayesmixed.formula import CbindResponse, _split_top
+from bayesmixed.summary import _qlabel
+
+if TYPE_CHECKING:
+    from bayesmixed.results import Fit
+
+__all__ = [
+    "KINDS",
+    "NEW_GROUPS",
+    "Prediction",
+    "compare",
+    "log_likelihood",
+    "loo",
+    "new_group_effects",
+    "posterior_predictive",
+    "predict",
+]
+
+KINDS = ("mean", "response", "linear")
+NEW_GROUPS = ("error", "gaussian", "uncertainty", "old_levels")
+
+# families whose likelihood needs the number of trials (Bambi's binomial-like families)
+_TRIALS_FAMILIES = ("binomial", "beta_binomial", "zero_inflated_binomial")
+# elements of one (draws x rows) block pushed through the family at a time
+_CHUNK = 2_000_000
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """Posterior draws of predictions, one column per data row.
+
+    Returned by :meth:`bayesmixed.Fit.predict`.
+
+    Attributes
+    ----------
+    draws : xarray.DataArray
+        Dims ``(chain, draw, row)``; the ``row`` coordinate holds the index of the data
+        predicted (``0 .. n-1`` for the observed rows).
+    kind : str
+        ``"mean"``, ``"response"`` or ``"linear"``.
+    include_groups : bool
+        Whether group effects were included.
+    new_groups : str
+        How effects of unseen levels were drawn.
+
+    Examples
+    --------
+    >>> pred = fit.predict(new, kind="response", new_groups="gaussian")  # doctest: +SKIP
+    >>> pred.draws.sizes                                               # doctest: +SKIP
+    Frozen({'chain': 4, 'draw': 1000, 'row': 10})
+    >>> new.join(pred.summary())                                       # doctest: +SKIP
+    """
+
+    draws: xr.DataArray
+    kind: str
+    include_groups: bool = True
+    new_groups: str = "error"
+
+    def summary(self, quantiles: Sequence[float] = (0.025, 0.5, 0.975)) -> pd.DataFrame:
+        """Posterior mean, SD and quantiles of every row.
+
+        Parameters
+        ----------
+        quantiles : sequence of float
+            Probabilities in ``[0, 1]``; columns are labelled ``q2.5``, ``q50``, ...
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per predicted data row (indexed like the data), columns ``mean``,
+            ``sd`` and one per quantile.
+
+        Examples
+        --------
+        >>> pred.summary(quantiles=(0.05, 0.95)).columns.tolist()   # doctest: +SKIP
+        ['mean', 'sd', 'q5', 'q95']
+        """
+        probs = _check_quantiles(quantiles)
+        values = np.asarray(self.draws.values, dtype=float)
+        flat = values.reshape(-1, values.shape[-1])
+        out = {"mean": flat.mean(axis=0), "sd": flat.std(axis=0, ddof=1)}
+        for q, value in zip(probs, np.quantile(flat, probs, axis=0), strict=True):
+            out[_qlabel(q)] = value
+        index = pd.Index(self.draws["row"].values, name="row")
+        return pd.DataFrame(out, index=index)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}: {v}" for k, v in self.draws.sizes.items())
+        groups = "with" if self.include_groups else "without"
+        return (
+            f"Prediction(kind={self.kind!r}, {groups} group effects, "
+            f"new_groups={self.new_groups!r}; draws ({sizes}))"
+        )
+
+
+# -- public functions --------------------------------------------------------------------------
+
+
+def predict(
+    fit: Fit,
+    data: pd.DataFrame | None = None,
+    *,
+    kind: str = "mean",
+    include_groups: bool = True,
+    new_groups: str = "error",
+    random_seed: int | np.random.Generator | None = None,
+) -> Prediction:
+    """Posterior predictions for the observed rows or new data.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fitted model.
+    data : pandas.DataFrame, optional
+        New rows with the columns the formula uses (the response is not needed, except the
+        trials of a binomial model for ``kind="response"``). ``None`` predicts the rows the
+        model was fitted on. Never modified.
+    kind : {"mean", "response", "linear"}
+        ``"mean"``: the family's mean parameter (``mu``; the success probability ``p`` for
+        Bernoulli and binomial models), brms's ``posterior_epred`` except that brms
+        multiplies binomial probabilities by the trials. ``"response"``: new observations
+        drawn from the likelihood, one per posterior draw (``posterior_predict``).
+        ``"linear"``: the linear predictor on the link scale (``posterior_linpred``).
+    include_groups : bool, default True
+        ``False`` leaves out every group effect: population-level predictions, brms's
+        ``re_formula = NA``; grouping columns are then not needed.
+    new_groups : {"error", "gaussian", "uncertainty", "old_levels"}
+        What to do with levels of a grouping factor that the fit has not seen.
+        ``"error"`` raises :class:`~bayesmixed.errors.PredictionError` naming them.
+        ``"gaussian"`` draws new effects, per posterior draw, from the fitted multivariate
+        normal (``sd_<g>`` and ``cor_<g>``). ``"uncertainty"`` takes, per posterior draw,
+        the effects of a randomly chosen existing level. ``"old_levels"`` picks one
+        existing level per new level and uses its effects in every draw. Each distinct new
+        level gets its own independent draws.
+    random_seed : int or numpy.random.Generator, optional
+        Seed for new-group effects and response draws; the same seed gives the same draws.
+
+    Returns
+    -------
+    Prediction
+        ``.draws`` (dims ``chain, draw, row``) and ``.summary()``.
+
+    Raises
+    ------
+    PredictionError
+        For a missing column, missing values, an unseen category of a fixed-effect factor,
+        unseen group levels with ``new_groups="error"``, missing trials of a binomial model,
+        or invalid options. Everything is checked before anything is computed.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> new = pd.DataFrame({"Days": range(10), "Subject": "new"})
+    >>> pred = fit.predict(new, kind="response", new_groups="gaussian",
+    ...                    random_seed=1)                                # doctest: +SKIP
+    >>> pred.summary()                                                   # doctest: +SKIP
+    >>> fit.predict(new, include_groups=False).summary()                 # doctest: +SKIP
+    """
+    _check_choice("kind", kind, KINDS)
+    _check_choice("new_groups", new_groups, NEW_GROUPS)
+    if not isinstance(include_groups, bool | np.bool_):
+        raise PredictionError(f"include_groups must be True or False, got {include_groups!r}.")
+    rng = _rng(random_seed)
+    design = fit.design
+    need_trials = kind == "response" and _needs_trials(design)
+    if data is None:
+        rows = _observed_rows(design, bool(include_groups), need_trials)
+    else:
+        rows = _new_rows(design, data, bool(include_groups), need_trials, new_groups)
+    posterior = fit.posterior
+    eta = _linear_predictor(posterior, design, rows, new_groups, rng)
+    if kind == "linear":
+        values = eta
+    else:
+        graph = _FamilyGraph(design)
+        if kind == "mean":
+            values = graph.mean(eta)
+        else:
+            observed = _dummy_observed(design, len(rows.labels), rows.trials)
+            values = graph.draw(eta, _aux_draws(posterior, design), observed, rng)
+    draws = xr.DataArray(
+        values,
+        dims=("chain", "draw", "row"),
+        coords={
+            "chain": posterior["chain"].values,
+            "draw": posterior["draw"].values,
+            "row": rows.labels,
+        },
+        name=design.response_name,
+    )
+    return Prediction(draws, kind, bool(include_groups), new_groups)
+
+
+def new_group_effects(
+    fit: Fit,
+    group: str,
+    n: int = 1,
+    *,
+    new_groups: str = "gaussian",
+    include_fixed: bool = True,
+    random_seed: int | np.random.Generator | None = None,
+) -> xr.DataArray:
+    """Draws of the coefficients of ``n`` new, unseen levels of a grouping factor.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fitted model.
+    group : str
+        The factor label (``"Subject"``, ``"batch:cask"``).
+    n : int, default 1
+        Number of new levels; each gets its own independent draws.
+    new_groups : {"gaussian", "uncertainty", "old_levels"}
+        How the effects are drawn (see :func:`predict`).
+    include_fixed : bool, default True
+        Add the fixed effect of each term, as lme4's ``coef()`` does; ``False`` gives the
+        group deviations alone, as ``ranef()``.
+    random_seed : int or numpy.random.Generator, optional
+        The same seed gives the same draws.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims ``(chain, draw, level, term)``; levels ``new_1``, ``new_2``, ...; terms as in
+        ``fit.ranef()[group]`` (``Intercept``, ``Days``).
+
+    Examples
+    --------
+    The article's new participant, intercept against slope:
+
+    >>> eff = fit.new_group_effects("Subject", random_seed=1)          # doctest: +SKIP
+    >>> eff.sel(level="new_1").to_dataset(dim="term")                  # doctest: +SKIP
+    >>> import arviz_plots as azp                                      # doctest: +SKIP
+    >>> azp.plot_pair(eff.sel(level="new_1").to_dataset(dim="term"))   # doctest: +SKIP
+    """
+    _check_choice("new_groups", new_groups, NEW_GROUPS[1:])
+    design = fit.design
+    labels = [fac.label for fac in design.factors]
+    if group not in labels:
+        raise PredictionError(
+            f"The model has no grouping factor {group!r}; its factors: "
+            f"{', '.join(map(repr, labels)) or 'none'}."
+        )
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise PredictionError(f"n={n!r} must be a positive integer (the number of new levels).")
+    rng = _rng(random_seed)
+    posterior = fit.posterior
+    fac = design.factor(group)
+    values = _new_effects(posterior, fac, int(n), new_groups, rng)
+    if include_fixed:
+        beta = _beta_draws(posterior, design)
+        columns = design.common.columns
+        for k, term in enumerate(fac.terms):
+            if term in columns:
+                values[..., k] += beta[..., columns.index(term)][..., None]
+    return xr.DataArray(
+        values,
+        dims=("chain", "draw", "level", "term"),
+        coords={
+            "chain": posterior["chain"].values,
+            "draw": posterior["draw"].values,
+            "level": [f"new_{i + 1}" for i in range(int(n))],
+            "term": list(fac.terms),
+        },
+        name=f"new_{group}",
+    )
+
+
+def posterior_predictive(
+    fit: Fit, *, random_seed: int | np.random.Generator | None = None
+) -> xr.DataTree:
+    """A copy of the fit's DataTree with a ``posterior_predictive`` group added.
+
+    The group holds one variable named as the observed one (``Reaction``) with dims
+    ``(chain, draw, __obs__)``: replicated data for posterior predictive checks.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fitted model (its DataTree is not changed).
+    random_seed : int or numpy.random.Generator, optional
+        The same seed gives the same draws.
+
+    Returns
+    -------
+    xarray.DataTree
+
+    Examples
+    --------
+    >>> import arviz_plots as azp                                      # doctest: +SKIP
+    >>> azp.plot_ppc_dist(fit.posterior_predictive(random_seed=1))      # doctest: +SKIP
+    """
+    pred = predict(fit, None, kind="response", random_seed=random_seed)
+    return _with_group(fit, "posterior_predictive", pred.draws.values)
+
+
+def log_likelihood(fit: Fit) -> xr.DataTree:
+    """A copy of the fit's DataTree with the pointwise ``log_likelihood`` group added.
+
+    The log-likelihood of every observed row under every posterior draw (group effects of
+    the row's own levels included), computed with the model's own likelihood. One variable
+    named as the observed one, dims ``(chain, draw, __obs__)``.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fitted model (its DataTree is not changed).
+
+    Returns
+    -------
+    xarray.DataTree
+        Ready for ``arviz.loo`` and ``arviz.compare``.
+
+    Examples
+    --------
+    >>> tree = fit.log_likelihood()                                   # doctest: +SKIP
+    >>> tree["log_likelihood"]["Reaction"].sizes                      # doctest: +SKIP
+    """
+    design = fit.design
+    posterior = fit.posterior
+    rows = _observed_rows(design, True, False)
+    eta = _linear_predictor(posterior, design, rows, "error", _rng(None))
+    graph = _FamilyGraph(design)
+    values = graph.logp(eta, _aux_draws(posterior, design), np.asarray(design.common.response))
+    return _with_group(fit, "log_likelihood", values)
+
+
+def loo(fit: Fit, **kwargs: Any) -> Any:
+    """PSIS leave-one-out cross-validation (``arviz.loo``) of a fit.
+
+    Parameters
+    ----------
+    fit : Fit
+        A fitted model.
+    **kwargs
+        Passed on to :func:`arviz.loo` (``pointwise=True``, ...).
+
+    Returns
+    -------
+    arviz_stats.ELPDData
+        ``elpd``, ``se``, ``p``, Pareto k diagnostics.
+
+    Examples
+    --------
+    >>> fit.loo()                                                      # doctest: +SKIP
+    """
+    import arviz as az
+
+    return az.loo(log_likelihood(fit), **kwargs)
+
+
+def compare(fits: Mapping[str, Fit], **kwargs: Any) -> pd.DataFrame:
+    """Rank fits of the same data by expected log predictive density (PSIS-LOO).
+
+    Parameters
+    ----------
+    fits : mapping of str to Fit
+        Two or more fits of the same observations, keyed by the names to show.
+    **kwargs
+        Passed on to :func:`arviz.compare`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ArviZ's comparison table, best model first (``rank``, ``elpd``, ``p``,
+        ``elpd_diff``, ``weight``, ``se``, ``dse``, ...).
+
+    Raises
+    ------
+    FitError
+        If fewer than two fits are given, an entry is not a fit, or the fits were made on
+        different observations.
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> df = bm.datasets.sleepstudy()
+    >>> fixed = bm.Model("Reaction ~ Days", df).fit()                    # doctest: +SKIP
+    >>> mixed = bm.Model("Reaction ~ Days + (Days | Subject)", df).fit()  # doctest: +SKIP
+    >>> bm.compare({"fixed": fixed, "mixed": mixed})                     # doctest: +SKIP
+    """
+    import arviz as az
+
+    from bayesmixed.results import Fit
+
+    if not isinstance(fits, Mapping) or len(fits) < 2:
+        raise FitError(
+            "compare needs a dict of two or more fits, e.g. "
+            "bm.compare({'fixed': fit0, 'mixed': fit1})."
+        )
+    for name, fit in fits.items():
+        if not isinstance(fit, Fit):
+            raise FitError(f"compare: {name!r} is a {type(fit).__name__}, not a fit.")
+    names = list(fits)
+    ref = np.asarray(fits[names[0]].design.common.response)
+    for name in names[1:]:
+        other = np.asarray(fits[name].design.common.response)
+        if other.shape != ref.shape or not np.array_equal(other, ref):
+            raise FitError(
+                f"compare: {name!r} and {names[0]!r} were fitted on different observations "
+                f"({other.shape[0]} and {ref.shape[0]} rows, or different responses); LOO "
+                "can only compare models of the same data."
+            )
+    return az.compare({name: log_likelihood(fit) for name, fit in fits.items()}, **kwargs)
+
+
+# -- rows to predict -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The rows to predict, evaluated: common design, group indices and block columns."""
+
+    X: np.ndarray
+    groups: list[tuple[FactorDesign, np.ndarray, np.ndarray, np.ndarray]]
+    labels: np.ndarray
+    trials: np.ndarray | None
+
+
+def _observed_rows(design: Design, include_groups: bool, need_trials: bool) -> _Rows:
+    groups = []
+    if include_groups:
+        for fac in design.factors:
+            groups.append((fac, fac.index, fac.X, np.empty(0, dtype=object)))
+    trials = None
+    if need_trials:
+        trials = np.asarray(design.common.response)[:, 1]
+    return _Rows(design.common.X, groups, np.arange(design.n), trials)
+
+
+def _new_rows(
+    design: Design,
+    data: Any,
+    include_groups: bool,
+    need_trials: bool,
+    new_groups: str,
+) -> _Rows:
+    if not isinstance(data, pd.DataFrame):
+        raise PredictionError(
+            f"data must be a pandas DataFrame of new rows, got {type(data).__name__}."
+        )
+    if len(data) == 0:
+        raise PredictionError("The new data are empty (0 rows).")
+    needed = _required_columns(design, include_groups, need_trials)
+    missing = [c for c in needed if c not in data.columns]
+    if missing:
+        hints = []
+        for name in missing:
+            close = difflib.get_close_matches(name, [str(c) for c in data.columns], 3, 0.5)
+            maybe = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+            hints.append(f"{name!r}{maybe}")
+        group_vars = {v for fac in design.factors for v in fac.variables}
+        tip = ""
+        if include_groups and set(missing) <= group_vars:
+            tip = " Pass include_groups=False for population-level predictions."
+        raise PredictionError(
+            f"Column(s) {', '.join(hints)} needed to predict are not in the "
+            f"new data; its columns: {', '.join(map(str, data.columns))}.{tip}"
+        )
+    frame = data.loc[:, needed].copy()
+    bad = [c for c in needed if frame[c].isna().any()]
+    if bad:
+        raise PredictionError(
+            f"Missing values in column(s) {', '.join(map(repr, bad))} of the new data; "
+            "drop or fill those rows first."
+        )
+    common = design.common
+    _check_categories(common.common_design, frame, "fixed-effect")
+    if include_groups:
+        for fac in design.factors:
+            for _, matrix, _ in fac.exprs:
+                _check_categories(matrix, frame, f"group-level ({fac.label})")
+
+    groups = []
+    if include_groups:
+        unseen: dict[str, list[str]] = {}
+        for fac in design.factors:
+            index, _ = factor_index(frame, fac.variables, fac.levels)
+            labels = _level_labels(frame, fac.variables)
+            new_labels = labels[index < 0]
+            if new_labels.size:
+                unseen[fac.label] = list(pd.unique(new_labels))
+            groups.append((fac, index, None, new_labels))
+        if unseen and new_groups == "error":
+            parts = []
+            for label, levels in unseen.items():
+                shown = ", ".join(map(repr, levels[:5]))
+                more = f" and {len(levels) - 5} more" if len(levels) > 5 else ""
+                parts.append(f"level(s) {shown}{more} of the grouping factor {label!r}")
+            raise PredictionError(
+                f"The new data have {'; '.join(parts)}, not seen in the fit. Pass "
+                "new_groups='gaussian' (draw effects from the fitted normal), 'uncertainty' "
+                "or 'old_levels' to predict new groups, or include_groups=False for "
+                "population-level predictions."
+            )
+    trials = _trials(design, frame) if need_trials else None
+
+    # evaluate only after every check passed
+    if common.X.shape[1] == 0 or common.common_design is None:
+        X = np.zeros((len(frame), 0))
+    else:
+        try:
+            new_X = common.common_design.evaluate_new_data(frame)
+            X = np.asarray(new_X.design_matrix, dtype=float)
+        except Exception as err:
+            raise PredictionError(
+                f"Cannot evaluate the fixed part {design.spec.common!r} on the new data: "
+                f"{type(err).__name__}: {err}"
+            ) from err
+    evaluated = []
+    for fac, index, _, new_labels in groups:
+        try:
+            block = fac.design_for(frame)
+        except Exception as err:
+            raise PredictionError(
+                f"Cannot evaluate the group terms of {fac.label!r} on the new data: "
+                f"{type(err).__name__}: {err}"
+            ) from err
+        evaluated.append((fac, index, block, new_labels))
+    return _Rows(X, evaluated, np.asarray(data.index), trials)
+
+
+def _required_columns(design: Design, include_groups: bool, need_trials: bool) -> list[str]:
+    import formulae
+
+    spec = design.spec
+    texts = [spec.common]
+    if include_groups:
+        texts.extend(block.expr for block in spec.blocks)
+    names: dict[str, None] = {}
+    for text in texts:
+        names.update(dict.fromkeys(sorted(formulae.model_description(text).var_names)))
+    if include_groups:
+        for fac in design.factors:
+            names.update(dict.fromkeys(fac.variables))
+    if need_trials:
+        for expr in _trials_expressions(design):
+            names.update(dict.fromkeys(_names_in(expr, design.data.columns)))
+    return list(names)
+
+
+def _names_in(expr: str, columns: pd.Index) -> list[str]:
+    if expr in columns:
+        return [expr]
+    tokens = re.findall(r"[A-Za-z_.][A-Za-z0-9_.]*", expr)
+    return [t for t in dict.fromkeys(tokens) if t in columns]
+
+
+def _check_categories(matrix: Any, frame: pd.DataFrame, what: str) -> None:
+    """Unseen categories of categorical predictors raise, naming column and levels."""
+    if matrix is None:
+        return
+    for term in matrix.terms.values():
+        for comp in getattr(term, "components", []):
+            name = getattr(comp, "name", None)
+            levels = getattr(comp, "levels", None)
+            if getattr(comp, "kind", None) != "categoric" or levels is None:
+                continue
+            if name not in frame.columns:
+                continue
+            known = set(levels)
+            unseen = [v for v in pd.unique(frame[name]) if v not in known]
+            if unseen:
+                shown = ", ".join(map(repr, unseen[:5]))
+                fitted = ", ".join(map(repr, list(levels)[:10]))
+                raise PredictionError(
+                    f"Column {name!r} has level(s) {shown} not seen in the fit (fitted levels: "
+                    f"{fitted}); the {what} effects of an unseen category are unknown."
+                )
+
+
+# -- trials of binomial models -------------------------------------------------------------------
+
+
+def _needs_trials(design: Design) -> bool:
+    return design.family_name in _TRIALS_FAMILIES
+
+
+def _trials_expressions(design: Design) -> list[str]:
+    """Expressions whose sum is the number of trials of a binomial response."""
+    response = design.spec.response
+    if isinstance(response, CbindResponse):
+        return [response.successes, response.failures]
+    match = re.fullmatch(r"\s*p\s*\((.*)\)\s*", response)
+    if match:
+        args = [a.strip() for a in _split_top(match.group(1), ",")]
+        if len(args) == 2 and args[1]:
+            return [args[1]]
+    raise PredictionError(
+        f"Cannot tell the number of trials from the response {response!r}; write it as "
+        "cbind(successes, failures) or p(successes, trials)."
+    )
+
+
+def _trials(design: Design, frame: pd.DataFrame) -> np.ndarray:
+    total = np.zeros(len(frame), dtype=np.int64)
+    for expr in _trials_expressions(design):
+        try:
+            values = frame[expr] if expr in frame.columns else frame.eval(expr)
+        except Exception as err:
+            raise PredictionError(
+                f"Cannot evaluate {expr!r} on the new data for the binomial trials: {err}"
+            ) from err
+        arr = np.asarray(values, dtype=float)
+        if np.any(arr < 0) or np.any(arr != np.round(arr)):
+            raise PredictionError(
+                f"{expr!r} must hold non-negative whole-number counts in the new data."
+            )
+        total += arr.astype(np.int64)
+    return total
+
+
+# -- draws ---------------------------------------------------------------------------------------
+
+
+def _beta_draws(posterior: xr.Dataset, design: Design) -> np.ndarray:
+    """Common-effect draws ``(chain, draw, p)`` in the order of the design's columns."""
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    parts = [
+        posterior[term].values.reshape(chains, draws, -1) for term in design.common.term_slices
+    ]
+    if not parts:
+        return np.zeros((chains, draws, 0))
+    return np.concatenate(parts, axis=-1)
+
+
+def _aux_draws(posterior: xr.Dataset, design: Design) -> list[np.ndarray]:
+    return [posterior[name].values for name in design.common.family_priors]
+
+
+def _linear_predictor(
+    posterior: xr.Dataset,
+    design: Design,
+    rows: _Rows,
+    new_groups: str,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Draws ``(chain, draw, row)`` of the linear predictor, group effects gathered by index."""
+    beta = _beta_draws(posterior, design)
+    eta = beta @ rows.X.T if rows.X.shape[1] else np.zeros((*beta.shape[:2], len(rows.labels)))
+    for fac, index, block, new_labels in rows.groups:
+        effects = posterior[f"r_{fac.label}"].values
+        index = np.asarray(index)
+        unseen = index < 0
+        if unseen.any():
+            codes, uniques = pd.factorize(new_labels)
+            new = _new_effects(posterior, fac, len(uniques), new_groups, rng)
+            effects = np.concatenate([effects, new], axis=2)
+            index = index.copy()
+            index[unseen] = len(fac.levels) + codes
+        for k in range(block.shape[1]):
+            column = block[:, k]
+            if np.any(column != 0):
+                eta = eta + effects[:, :, index, k] * column
+    return eta
+
+
+def _new_effects(
+    posterior: xr.Dataset,
+    fac: FactorDesign,
+    n_new: int,
+    method: str,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Group deviations ``(chain, draw, n_new, K)`` of new levels, drawn as brms does."""
+    effects = posterior[f"r_{fac.label}"].values
+    chains, draws, n_levels, width = effects.shape
+    if method == "gaussian":
+        sd = posterior[f"sd_{fac.label}"].values.reshape(chains, draws, width)
+        if fac.correlated_blocks:
+            cor = posterior[f"cor_{fac.label}"].values
+        else:
+            cor = np.broadcast_to(np.eye(width), (chains, draws, width, width))
+        root = _matrix_root(cor)
+        z = rng.standard_normal((chains, draws, n_new, width))
+        return np.einsum("cdmk,cdjk->cdmj", z, root) * sd[:, :, None, :]
+    if method == "uncertainty":
+        pick = rng.integers(n_levels, size=(chains, draws, n_new))
+        return np.take_along_axis(effects, pick[..., None], axis=2)
+    if method == "old_levels":
+        pick = rng.integers(n_levels, size=n_new)
+        return effects[:, :, pick, :].copy()
+    raise PredictionError(  # pragma: no cover - validated by the callers
+        f"new_groups={method!r} cannot draw new levels; use 'gaussian', 'uncertainty' or "
+        "'old_levels'."
+    )
+
+
+def _matrix_root(cor: np.ndarray) -> np.ndarray:
+    """Batched ``A`` with ``A @ A.T == cor``: Cholesky, or eigen-root if not quite PD."""
+    try:
+        return np.linalg.cholesky(cor)
+    except np.linalg.LinAlgError:
+        vals, vecs = np.linalg.eigh(cor)
+        return vecs * np.sqrt(np.clip(vals, 0, None))[..., None, :]
+
+
+class _FamilyGraph:
+    """The model's likelihood as compiled PyTensor functions of ``eta`` and family draws.
+
+    Built like :func:`bayesmixed.build.build_pymc_model` builds the likelihood (Bambi's
+    inverse link, ``transform_backend_kwargs`` and distribution), with symbolic inputs:
+    ``eta`` (draws x rows), one vector per family parameter (draws,) and the observed data.
+    """
+
+    def __init__(self, design: Design) -> None:
+        import pytensor.tensor as pt
+
+        common = design.common
+        family = common.family
+        response = np.asarray(common.response)
+        if response.ndim > 1 and design.family_name not in _TRIALS_FAMILIES:
+            raise PredictionError(
+                f"Predictions for the {design.family_name!r} family (a multi-column response) "
+                "are not supported."
+            )
+        self.aux_names = list(common.family_priors)
+        self.eta = pt.matrix("eta", dtype="float64")
+        self.aux = [pt.vector(name, dtype="float64") for name in self.aux_names]
+        self.observed = pt.tensor(
+            "observed", dtype=str(response.dtype), shape=(None,) * response.ndim
+        )
+        self.mu = _bambi.inverse_link(common.link_name)(self.eta)
+        kwargs: dict[str, Any] = {"observed": self.observed, common.parent: self.mu}
+        for name, var in zip(self.aux_names, self.aux, strict=True):
+            kwargs[name] = var[:, None]
+        if hasattr(family, "transform_backend_kwargs"):
+            kwargs = family.transform_backend_kwargs(kwargs)
+        self.value = kwargs.pop("observed")
+        self.dist = _bambi.likelihood_distribution(family).dist(**kwargs)
+        self.inputs = [self.eta, *self.aux, self.observed]
+
+    def mean(self, eta: np.ndarray) -> np.ndarray:
+        """The family's mean parameter: the inverse link of ``eta``."""
+        import pytensor
+
+        fn = pytensor.function([self.eta], self.mu)
+        return _chunked(lambda e, *_: fn(e), eta, [], None)
+
+    def logp(self, eta: np.ndarray, aux: list[np.ndarray], observed: np.ndarray) -> np.ndarray:
+        """Pointwise log-likelihood of ``observed`` under every draw."""
+        import pymc as pm
+        import pytensor
+
+        fn = pytensor.function(
+            self.inputs, pm.logp(self.dist, self.value), on_unused_input="ignore"
+        )
+        return _chunked(fn, eta, aux, observed)
+
+    def draw(
+        self,
+        eta: np.ndarray,
+        aux: list[np.ndarray],
+        observed: np.ndarray,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """One response draw per posterior draw and row."""
+        import pymc as pm
+
+        seed = int(rng.integers(2**31 - 1))
+        fn = pm.pytensorf.compile(
+            self.inputs, self.dist, random_seed=seed, on_unused_input="ignore"
+        )
+        return _chunked(fn, eta, aux, observed)
+
+
+def _chunked(
+    fn: Callable[..., np.ndarray],
+    eta: np.ndarray,
+    aux: list[np.ndarray],
+    observed: np.ndarray | None,
+) -> np.ndarray:
+    """Apply ``fn(eta_block, *aux_blocks, observed)`` over blocks of flattened draws."""
+    chains, draws, n = eta.shape
+    flat = eta.reshape(chains * draws, n)
+    aux_flat = [np.asarray(a, dtype=float).reshape(chains * draws) for a in aux]
+    step = max(1, _CHUNK // max(n, 1))
+    blocks = []
+    for start in range(0, chains * draws, step):
+        stop = start + step
+        out = fn(flat[start:stop], *[a[start:stop] for a in aux_flat], observed)
+        blocks.append(np.broadcast_to(out, (len(flat[start:stop]), n)))
+    return np.concatenate(blocks).reshape(chains, draws, n)
+
+
+def _dummy_observed(design: Design, n: int, trials: np.ndarray | None) -> np.ndarray:
+    """Placeholder data for the likelihood's inputs; only binomial trials are read."""
+    response = np.asarray(design.common.response)
+    observed = np.zeros((n, *response.shape[1:]), dtype=response.dtype)
+    if trials is not None:
+        observed[:, 1] = trials
+    return observed
+
+
+def _with_group(fit: Fit, group: str, values: np.ndarray) -> xr.DataTree:
+    posterior = fit.idata["posterior"]
+    dataset = xr.Dataset(
+        {fit.design.response_name: (("chain", "draw", "__obs__"), values)},
+        coords={
+            "chain": posterior["chain"].values,
+            "draw": posterior["draw"].values,
+            "__obs__": np.arange(values.shape[-1]),
+        },
+    )
+    tree = fit.idata.copy()
+    tree[group] = xr.DataTree(dataset)
+    return tree
+
+
+# -- validation ----------------------------------------------------------------------------------
+
+
+def _check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise PredictionError(
+            f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}."
+        )
+
+
+def _check_quantiles(quantiles: Sequence[float]) -> list[float]:
+    try:
+        probs = [float(q) for q in quantiles]
+    except (TypeError, ValueError):
+        raise PredictionError(
+            f"quantiles must be a sequence of probabilities, got {quantiles!r}."
+        ) from None
+    if not probs or any(not 0 <= q <= 1 for q in probs):
+        raise PredictionError(f"quantiles must be probabilities in [0, 1], got {quantiles!r}.")
+    return probs
+
+
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0
+    ):
+        raise PredictionError(
+            f"random_seed={seed!r} must be a non-negative integer, a numpy Generator or None."
+        )
+    return np.random.default_rng(seed)

@@ -1,0 +1,291 @@
+"""Exact marginalisation of Gaussian group effects (``bayesmixed.marginal``).
+
+Quick tests check the algebra against dense formulas (scipy, PyMC, numpyro); the ``slow``
+ones check that the marginal and the full model give the same posterior, to Monte Carlo
+error, on sleepstudy, penicillin (crossed: ``"auto"`` falls back to the full model) and a
+simulated 3 x 3 block.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import bayesmixed as bm
+from bayesmixed import marginal
+from bayesmixed.errors import SamplingError
+from bayesmixed.sampling import SamplerSettings
+
+
+def _dense(design):
+    """Dense response, X, Z (n x G K) of a one-factor design."""
+    fac = design.factors[0]
+    n, G, K = design.n, len(fac.levels), len(fac.terms)
+    Z = np.zeros((n, G * K))
+    for k in range(K):
+        Z[np.arange(n), fac.index * K + k] = fac.X[:, k]
+    return np.asarray(design.common.response, float), design.common.X, Z
+
+
+def _random_cholesky(rng, K):
+    if K == 1:
+        return np.ones((1, 1))
+    A = rng.normal(size=(K, 3 * K))
+    C = np.corrcoef(A)
+    return np.linalg.cholesky(C)
+
+
+def simulate_block(seed=3, n_groups=40, per_group=12):
+    rng = np.random.default_rng(seed)
+    sd = np.array([1.0, 0.5, 0.8])
+    cor = np.array([[1.0, 0.5, -0.3], [0.5, 1.0, 0.2], [-0.3, 0.2, 1.0]])
+    effects = rng.multivariate_normal(np.zeros(3), np.outer(sd, sd) * cor, size=n_groups)
+    g = np.repeat(np.arange(n_groups), per_group)
+    x1, x2 = rng.normal(size=g.size), rng.normal(size=g.size)
+    mu = (2 + effects[g, 0]) + (1 + effects[g, 1]) * x1 + (-0.5 + effects[g, 2]) * x2
+    y = mu + rng.normal(scale=0.5, size=g.size)
+    return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": [f"G{i:02d}" for i in g]})
+
+
+SMALL = {
+    "slope": ("Reaction ~ Days + (Days | Subject)", "sleep"),
+    "uncorrelated": ("Reaction ~ Days + (Days || Subject)", "sleep"),
+    "intercept_only": ("Reaction ~ 1 + (1 | Subject)", "sleep"),
+    "block3": ("y ~ x1 + x2 + (x1 + x2 | g)", "block"),
+    "no_common": ("y ~ 0 + (x1 | g)", "block"),
+}
+
+
+def _small_data(kind):
+    if kind == "sleep":
+        df = bm.datasets.sleepstudy()
+        return df[df["Subject"].isin(df["Subject"].unique()[:5])].reset_index(drop=True)
+    return simulate_block(n_groups=6, per_group=5)
+
+
+@pytest.mark.parametrize("case", list(SMALL))
+def test_marginal_loglik_equals_dense_mvn(case):
+    formula, kind = SMALL[case]
+    model = bm.Model(formula, _small_data(kind))
+    problem = marginal.prepare(model.design, model.priors)
+    y, X, Z = _dense(model.design)
+    rng = np.random.default_rng(1)
+    K = len(model.design.factors[0].terms)
+    for _ in range(3):
+        beta = rng.normal(size=X.shape[1]) * 5 + np.linalg.lstsq(X, y, rcond=None)[0] if (
+            X.shape[1]) else np.zeros(0)
+        sd = rng.uniform(0.3, 30, size=K)
+        L = _random_cholesky(rng, K)
+        sigma = rng.uniform(0.5, 30)
+        cov_b = np.kron(np.eye(len(model.design.factors[0].levels)),
+                        (sd[:, None] * L) @ (sd[:, None] * L).T)
+        V = sigma**2 * np.eye(len(y)) + Z @ cov_b @ Z.T
+        expected = stats.multivariate_normal(X @ beta, V).logpdf(y)
+        got = marginal.marginal_loglik(problem, beta, sd, L, sigma)
+        assert got == pytest.approx(expected, rel=1e-10, abs=1e-8)
+
+
+def test_group_effects_follow_their_exact_conditional():
+    model = bm.Model("Reaction ~ Days + (Days | Subject)", _small_data("sleep"))
+    problem = marginal.prepare(model.design, model.priors)
+    y, X, Z = _dense(model.design)
+    beta, sd, sigma = np.array([250.0, 10.0]), np.array([25.0, 6.0]), 26.0
+    L = np.array([[1.0, 0.0], [0.3, np.sqrt(1 - 0.09)]])
+    G, K = 5, 2
+    T = sd[:, None] * L
+    cov_b = np.kron(np.eye(G), T @ T.T)
+    V = sigma**2 * np.eye(len(y)) + Z @ cov_b @ Z.T
+    mean = (cov_b @ Z.T @ np.linalg.solve(V, y - X @ beta)).reshape(G, K)
+    post_cov = np.linalg.inv(np.linalg.inv(cov_b) + Z.T @ Z / sigma**2)
+    S = 20000
+    r = marginal.draw_group_effects(
+        problem, np.tile(beta, (S, 1)), np.tile(sd, (S, 1)), np.tile(L, (S, 1, 1)),
+        np.full(S, sigma), np.random.default_rng(5),
+    )
+    assert r.shape == (S, G, K)
+    sd_post = np.sqrt(np.diag(post_cov)).reshape(G, K)
+    np.testing.assert_array_less(np.abs(r.mean(axis=0) - mean), 5 * sd_post / np.sqrt(S))
+    emp = np.cov(r.reshape(S, G * K).T)
+    np.testing.assert_allclose(emp, post_cov, atol=0.05 * np.max(np.diag(post_cov)))
+
+
+PYMC_PRIORS = [
+    ("Normal", {"mu": 1.0, "sigma": 2.0}, [-1.0, 3.0]),
+    ("Normal", {"mu": 1.0, "tau": 0.25}, [-1.0, 3.0]),
+    ("StudentT", {"nu": 3.0, "mu": 1.0, "sigma": 2.0}, [-4.0, 2.0]),
+    ("StudentT", {"nu": 5.0, "lam": 0.5}, [-4.0, 2.0]),
+    ("Cauchy", {"alpha": 0.5, "beta": 2.0}, [-4.0, 2.0]),
+    ("Laplace", {"mu": 0.5, "b": 2.0}, [-4.0, 2.0]),
+    ("HalfNormal", {"sigma": 3.0}, [0.5, 4.0]),
+    ("HalfNormal", {"tau": 0.2}, [0.5, 4.0]),
+    ("HalfStudentT", {"nu": 4.0, "sigma": 3.0}, [0.5, 7.0]),
+    ("HalfStudentT", {"nu": 4.0, "lam": 0.1}, [0.5, 7.0]),
+    ("HalfCauchy", {"beta": 2.0}, [0.5, 7.0]),
+    ("Exponential", {"lam": 0.5}, [0.5, 7.0]),
+    ("Exponential", {"scale": 3.0}, [0.5, 7.0]),
+    ("Gamma", {"alpha": 2.0, "beta": 0.5}, [0.5, 7.0]),
+    ("Gamma", {"mu": 2.0, "sigma": 1.5}, [0.5, 7.0]),
+    ("InverseGamma", {"alpha": 3.0, "beta": 2.0}, [0.5, 7.0]),
+    ("InverseGamma", {"mu": 2.0, "sigma": 1.0}, [0.5, 7.0]),
+    ("LogNormal", {"mu": 0.5, "sigma": 0.8}, [0.5, 7.0]),
+    ("Weibull", {"alpha": 1.5, "beta": 2.0}, [0.5, 7.0]),
+]
+
+
+@pytest.mark.parametrize(("name", "params", "points"), PYMC_PRIORS)
+def test_prior_densities_match_pymc_up_to_a_constant(name, params, points):
+    import pymc as pm
+
+    dist = marginal._DISTS[name]
+    canon = dist.canon(dict(params))
+    ours = [float(dist.logpdf(np, np.asarray(x), **canon)) for x in points]
+    theirs = [float(pm.logp(getattr(pm, name).dist(**params), x).eval()) for x in points]
+    assert ours[1] - ours[0] == pytest.approx(theirs[1] - theirs[0], rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize(("k", "eta"), [(2, 1.0), (3, 1.0), (3, 2.5), (4, 0.7)])
+def test_lkj_cholesky_density_and_jacobian(k, eta):
+    import jax.numpy as jnp
+    from numpyro.distributions import LKJCholesky
+
+    rng = np.random.default_rng(k)
+    m = k * (k - 1) // 2
+    xs = rng.normal(size=(2, m))
+    L, logjac, logprior = marginal._lkj_cholesky(np, xs, k, eta)
+    Lm = np.stack([np.stack(row, axis=-1) for row in L], axis=-2)
+    np.testing.assert_allclose(np.sum(Lm**2, axis=-1), 1.0, rtol=1e-12)  # unit rows
+    ref = np.asarray(LKJCholesky(k, eta).log_prob(jnp.asarray(Lm)), dtype=float)
+    # numpyro may compute in float32 here (JAX's x64 flag is global)
+    assert logprior[1] - logprior[0] == pytest.approx(ref[1] - ref[0], rel=1e-5, abs=1e-5)
+
+    def strict_lower(x):
+        rows, _, _ = marginal._lkj_cholesky(np, x[None], k, eta)
+        return np.array([rows[i][j][0] for i in range(1, k) for j in range(i)])
+
+    h = 1e-6
+    J = np.column_stack([(strict_lower(xs[0] + h * e) - strict_lower(xs[0] - h * e)) / (2 * h)
+                         for e in np.eye(m)])
+    assert logjac[0] == pytest.approx(np.log(abs(np.linalg.det(J))), rel=1e-6, abs=1e-6)
+
+
+def _settings(**kw):
+    return SamplerSettings(**{"draws": 50, "tune": 50, "chains": 2, "random_seed": 1, **kw})
+
+
+def test_auto_uses_marginal_only_where_exact():
+    sleep = bm.Model("Reaction ~ Days + (Days | Subject)", bm.datasets.sleepstudy())
+    pen = bm.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", bm.datasets.penicillin())
+    cbpp = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                    bm.datasets.cbpp())
+    assert marginal.use_marginal(sleep.design, sleep.priors, _settings(), "auto")
+    assert not marginal.use_marginal(sleep.design, sleep.priors, _settings(), False)
+    assert not marginal.use_marginal(
+        sleep.design, sleep.priors, _settings(sampler="pymc"), "auto")
+    assert not marginal.use_marginal(pen.design, pen.priors, _settings(), "auto")
+    assert "2 grouping factors" in marginal.supports_marginal(pen.design, pen.priors)
+    assert "binomial" in marginal.supports_marginal(cbpp.design, cbpp.priors)
+    with pytest.raises(SamplingError, match="2 grouping factors"):
+        marginal.use_marginal(pen.design, pen.priors, _settings(), True)
+    with pytest.raises(SamplingError, match="marginalize='yes'"):
+        marginal.use_marginal(sleep.design, sleep.priors, _settings(), "yes")
+
+
+def test_unsupported_prior_falls_back():
+    data = bm.datasets.sleepstudy()
+    model = bm.Model("Reaction ~ Days + (Days | Subject)", data,
+                     priors={"sd(Days|Subject)": bm.Prior("Wald", mu=5, lam=10)})
+    assert "Wald" in marginal.supports_marginal(model.design, model.priors)
+    model = bm.Model("Reaction ~ Days + (Days | Subject)", data,
+                     priors={"sigma": bm.Prior("Uniform", lower=0, upper=100)})
+    assert marginal.supports_marginal(model.design, model.priors) is None
+
+
+def test_marginal_fit_has_the_full_models_variables(sleepstudy):
+    model = bm.Model("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    fit = model.fit(draws=100, tune=150, chains=2, random_seed=3, marginalize=True)
+    post = fit.idata["posterior"]
+    assert post.attrs["marginalized"] == 1
+    assert set(post.data_vars) == {"Intercept", "Days", "sd_Subject", "cor_Subject",
+                                   "r_Subject", "sigma"}
+    assert dict(post["r_Subject"].sizes) == {"chain": 2, "draw": 100, "Subject": 18,
+                                             "Subject__term": 2}
+    np.testing.assert_allclose(post["cor_Subject"].values[..., 1, 1], 1.0)
+    assert set(fit.idata["sample_stats"].data_vars) >= {"diverging", "n_steps", "step_size"}
+    assert fit.ranef()["Subject"].shape == (18, 8)
+    again = model.fit(draws=100, tune=150, chains=2, random_seed=3, marginalize=True)
+    np.testing.assert_array_equal(post["r_Subject"].values,
+                                  again.idata["posterior"]["r_Subject"].values)
+    assert again.idata["posterior"].attrs["compile_time"] < 1.0  # reused in-process
+
+
+def test_progress_bar_runs_in_chunks(sleepstudy, capsys):
+    model = bm.Model("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    quiet = model.fit(draws=40, tune=40, chains=2, random_seed=9, progressbar=False)
+    shown = model.fit(draws=40, tune=40, chains=2, random_seed=9, progressbar=True)
+    np.testing.assert_array_equal(quiet.idata["posterior"]["Days"].values,
+                                  shown.idata["posterior"]["Days"].values)
+
+
+# ---------------------------------------------------------------------------------------
+# Statistical agreement of the marginal and full paths (slow)
+# ---------------------------------------------------------------------------------------
+
+
+def assert_same_posterior(a: pd.DataFrame, b: pd.DataFrame, z: float = 4.0) -> None:
+    """Means agree within ``z`` Monte Carlo SEs, SDs within 15 %."""
+    problems = []
+    for label in a.index:
+        ra, rb = a.loc[label], b.loc[label]
+        mcse = np.hypot(ra["sd"] / np.sqrt(ra["ess_bulk"]), rb["sd"] / np.sqrt(rb["ess_bulk"]))
+        if abs(ra["mean"] - rb["mean"]) > z * mcse:
+            problems.append(f"{label}: mean {ra['mean']:.4g} vs {rb['mean']:.4g} (mcse {mcse:.3g})")
+        if abs(ra["sd"] - rb["sd"]) > 0.15 * rb["sd"]:
+            problems.append(f"{label}: sd {ra['sd']:.4g} vs {rb['sd']:.4g}")
+    assert problems == []
+
+
+def _fit_both(formula, data):
+    model = bm.Model(formula, data)
+    kw = {"draws": 1000, "tune": 1000, "chains": 4}
+    marg = model.fit(random_seed=31, marginalize=True, **kw)
+    full = model.fit(random_seed=32, marginalize=False, **kw)
+    return marg, full
+
+
+def _ranef_close(marg, full, label):
+    rm, rf = marg.ranef()[label], full.ranef()[label]
+    for term in rm.columns.levels[0]:
+        diff = np.abs(rm[(term, "mean")] - rf[(term, "mean")])
+        assert (diff < 0.2 * rf[(term, "sd")]).all(), term
+
+
+@pytest.mark.slow
+def test_marginal_agrees_with_full_on_sleepstudy():
+    marg, full = _fit_both("Reaction ~ Days + (Days | Subject)", bm.datasets.sleepstudy())
+    print("\n" + marg.summary().round(3).to_string() + "\n" + full.summary().round(3).to_string())
+    assert marg.summary()["r_hat"].max() < 1.01
+    assert_same_posterior(marg.summary(), full.summary())
+    _ranef_close(marg, full, "Subject")
+
+
+@pytest.mark.slow
+def test_marginal_agrees_with_full_on_a_three_by_three_block():
+    marg, full = _fit_both("y ~ x1 + x2 + (x1 + x2 | g)", simulate_block())
+    print("\n" + marg.summary().round(3).to_string() + "\n" + full.summary().round(3).to_string())
+    assert_same_posterior(marg.summary(), full.summary())
+    _ranef_close(marg, full, "g")
+
+
+@pytest.mark.slow
+def test_crossed_penicillin_falls_back_to_the_full_model():
+    model = bm.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", bm.datasets.penicillin())
+    fit = model.fit(draws=1000, tune=1000, chains=4, random_seed=33)  # marginalize="auto"
+    assert "marginalized" not in fit.idata["posterior"].attrs  # the full model ran
+    table = fit.summary()
+    print("\n" + table.round(3).to_string())
+    # brms 2.18 (REFERENCE_RESULTS.md): 22.96 (0.83), sd(plate) 0.90, sd(sample) 2.21
+    assert abs(table.loc["Intercept", "mean"] - 22.96) < 0.3 * 0.83
+    assert table.loc["sd(Intercept|plate)", "mean"] == pytest.approx(0.90, rel=0.15)
+    assert table.loc["sd(Intercept|sample)", "mean"] == pytest.approx(2.21, rel=0.15)
