@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--chain-method", default=None, choices=["parallel", "vectorized"])
     args = parser.parse_args()
 
     from pathlib import Path
@@ -40,13 +41,15 @@ def main() -> None:
     data = pd.read_csv(Path(__file__).with_name("data") / "insteval.csv.gz")
     fit = bm.Model("y ~ service + (1 | s) + (1 | d) + (1 | dept:service)", data).fit(
         sampler=args.sampler, chains=args.chains, draws=args.draws, tune=args.tune,
+        chain_method=args.chain_method,
         random_seed=1,
     )
-    table = fit.summary()
+    table = fit.summary(quantiles=(0.025, 0.5, 0.975))
     wall = time.perf_counter() - START
     rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     table["lme4 (REML)"] = pd.Series(LME4)
-    table["rel. diff"] = table["mean"] / table["lme4 (REML)"] - 1
+    table["mean/lme4 - 1"] = table["mean"] / table["lme4 (REML)"] - 1
+    table["median/lme4 - 1"] = table["q50"] / table["lme4 (REML)"] - 1
     print(table.round(4).to_string())
     print(
         f"\nbayesmixed ({args.sampler}): {wall:.1f} s wall from import to summary "

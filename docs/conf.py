@@ -39,9 +39,10 @@ source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "tutorials/README*"]
 
-# Pages that may be absent (written separately): listed in the index's toctree where the
-# line ``OPTIONAL_PAGES`` stands, only if their file exists.
-OPTIONAL_PAGES = ("benchmarks", "calibration")
+# Pages written separately (benchmarks, calibration, ...) may or may not be there: every
+# top-level page that the index does not list goes where its line ``OPTIONAL_PAGES``
+# stands, these first, in this order.
+OPTIONAL_PAGES = ("benchmarks", "calibration", "scale")
 
 # notebooks: stored outputs, no execution in the docs build (the test suite executes them)
 nb_execution_mode = "off"
@@ -62,11 +63,13 @@ html_static_path: list[str] = []
 
 
 def _optional_pages(app, docname, source):
-    """Replace the ``OPTIONAL_PAGES`` line of the index by the optional pages present."""
+    """Replace the ``OPTIONAL_PAGES`` line of the index by the unlisted pages present."""
     if docname != "index":
         return
-    here = Path(app.srcdir)
-    present = [name for name in OPTIONAL_PAGES if (here / f"{name}.md").exists()]
+    listed = {line.strip() for line in source[0].splitlines()} | {"index"}
+    present = sorted(p.stem for p in Path(app.srcdir).glob("*.md") if p.stem not in listed)
+    rank = {name: i for i, name in enumerate(OPTIONAL_PAGES)}
+    present.sort(key=lambda name: (rank.get(name, len(rank)), name))
     source[0] = source[0].replace("OPTIONAL_PAGES\n", "".join(f"{p}\n" for p in present))
 
 

@@ -29,7 +29,7 @@ def data(sleepstudy):
     out["phase"] = pd.Categorical(np.where(out["Days"] > 4, "late", "early"))
     out["week"] = pd.array(np.where(out["Days"] % 7 == 0, None, out["Days"] // 7), dtype="Int64")
     out["note"] = np.where(out["Days"] == 3, None, "ok")
-    out.index = out.index + 1000  # a non-default index
+    out.index = [f"row{i}" for i in range(len(out))]  # a non-default index
     return out
 
 

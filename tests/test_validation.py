@@ -298,7 +298,7 @@ def test_validation_never_mutates_the_data(toy):
     before = data.copy(deep=True)
     with pytest.warns(UserWarning, match="Dropped 1 of 60 rows"):
         model = bm.Model("y ~ x + C + (x | g)", data)
-        model.priors  # noqa: B018
+        model.priors
     with pytest.raises(FamilyError):
         design("y ~ x + (1 | g)", data, family="poisson")
     pd.testing.assert_frame_equal(data, before)

@@ -143,12 +143,16 @@ def _group_contribution(fac, priors: PriorSet):
     if all(p.name == first.name and p.params.keys() == first.params.keys() for p in sd_priors):
         stacked = Prior(
             first.name,
-            **{k: np.array([float(np.squeeze(p.params[k])) for p in sd_priors]) for k in first.params},
+            **{
+                k: np.array([float(np.squeeze(p.params[k])) for p in sd_priors])
+                for k in first.params
+            },
         )
         sd = _random_variable(f"sd_{label}", stacked, dims=tdim)
     else:
         pieces = [
-            _random_variable(f"sd({term}|{label})", p) for term, p in zip(fac.terms, sd_priors)
+            _random_variable(f"sd({term}|{label})", p)
+            for term, p in zip(fac.terms, sd_priors, strict=True)
         ]
         sd = pm.Deterministic(f"sd_{label}", pt.stack(pieces), dims=tdim)
 

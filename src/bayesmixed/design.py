@@ -147,10 +147,9 @@ def used_columns(spec: FormulaSpec, columns: pd.Index) -> list[str]:
 
 
 def _names_in(expr: str, columns: pd.Index) -> set[str]:
-    import re
-
     import builtins
     import keyword
+    import re
 
     tokens = set(re.findall(r"[A-Za-z_.][A-Za-z0-9_.]*", expr))
     found = {t for t in tokens if t in columns}
@@ -200,7 +199,18 @@ def _ordered_levels(
             return [str(c) for c in col.cat.categories if str(c) in present]
         if pd.api.types.is_numeric_dtype(col):
             return [str(v) for v in np.unique(col.to_numpy())]
-    return sorted(set(labels))
+    return sorted(set(labels), key=_natural_key)
+
+
+def _natural_key(label: str) -> tuple:
+    """Sort "2" before "10" and "a2" before "a10" (numbers inside labels compare as numbers)."""
+    import re
+
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"(\d+)", label)
+        if part
+    )
 
 
 def build_design(

@@ -119,12 +119,11 @@ def _setup(design: Any, priors: Any):
                 pr = priors.sd[f"sd({fac.terms[c]}|{fac.label})"]
                 sd_prior.append((pr.name, {k: float(np.squeeze(v)) for k, v in pr.params.items()}))
             blocks.append(_Block(np.asarray(cols), sd_prior, priors.eta.get(fac.label, 1.0)))
-        small = J * K <= SMALL
-        f = _Factor(fac.label, J, K, fac.index, fac.X, blocks, small)
-        if small:
+        factors.append(_Factor(fac.label, J, K, fac.index, fac.X, blocks, J * K <= SMALL))
+    for f in factors:
+        if f.small:
             f.offset = offset
-            offset += J * K
-        factors.append(f)
+            offset += f.J * f.K
     p_aug = offset
     # sparse augmented design [X | Z_small...]; only for sufficient statistics
     rows = [np.repeat(np.arange(n), p)]
@@ -139,6 +138,8 @@ def _setup(design: Any, priors: Any):
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, p_aug)
     )
     XaXa = (Xa.T @ Xa).toarray()
+    large = [f for f in factors if not f.small]
+    anchor = large[int(np.argmin([f.J for f in large]))] if large else None
     for f in factors:
         f.ZtZ = np.stack(
             [np.bincount(f.idx, weights=f.Z[:, a] * f.Z[:, b], minlength=f.J)
@@ -147,8 +148,9 @@ def _setup(design: Any, priors: Any):
         if f.small:
             continue
         ind = sparse.csr_matrix((np.ones(n), (f.idx, np.arange(n))), shape=(f.J, n))
+        cols = Xa if f is anchor else Xa[:, :p]  # see the anchor in sample_gibbs
         f.XaZ = np.stack(
-            [(ind @ Xa.multiply(f.Z[:, [t]]).tocsr()).toarray() for t in range(f.K)], axis=-1
+            [(ind @ cols.multiply(f.Z[:, [t]]).tocsr()).toarray() for t in range(f.K)], axis=-1
         )
     # Normal priors on the common effects, per column
     m0 = np.zeros(p)
@@ -197,6 +199,7 @@ def sample_gibbs(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
             f.XaZ = jnp.asarray(f.XaZ)
     small = [f for f in factors if f.small]
     large = [f for f in factors if not f.small]
+    anchor = int(np.argmin([f.J for f in large])) if large else -1
     sig_prior = priors.family["sigma"]
     sig_name = sig_prior.name
     sig_params = {k: float(np.squeeze(v)) for k, v in sig_prior.params.items()}
@@ -286,7 +289,8 @@ def sample_gibbs(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
         theta, ubig, Sigmas, sigma2 = state
         ubig = list(ubig)
         Sigmas = [list(s) for s in Sigmas]
-        keys = iter(jax.random.split(key, 4 + 2 * len(large) + 3 * sum(len(f.blocks) for f in factors)))
+        n_keys = 4 + 2 * len(large) + 3 * sum(len(f.blocks) for f in factors)
+        keys = iter(jax.random.split(key, n_keys))
         # 1. theta (+ each large factor, collapsed)
         P0, pm = prior_precision(Sigmas)
         contrib = [gather(f, u) for f, u in zip(large, ubig)]
@@ -295,18 +299,27 @@ def sample_gibbs(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
             theta = draw_gaussian(next(keys), P0 + XaXa / sigma2, pm + Xa_t(y) / sigma2)
         for i, f in enumerate(large):
             fi = factors.index(f)
+            # the anchor factor is drawn jointly with all of theta; the others with the
+            # common effects only (small factors' effects held fixed), which keeps the
+            # cost at O(levels x p^2) instead of O(levels x |theta|^2)
+            joint = i == anchor
             r = y - (total_big - contrib[i])
+            if not joint and small:
+                r = r - (fixed_part(theta) - X @ theta[:p])
             Sinv = jnp.linalg.inv(full_cov(f, Sigmas[fi]))
             M = sigma2 * Sinv[None] + f.ZtZ
             Lm = jnp.linalg.cholesky(M)
             Ztr = seg(f, f.Z * r[:, None])
             solve = jax.vmap(lambda L, B: cho_solve((L, True), B))
-            Minv_ZXa = solve(Lm, jnp.swapaxes(f.XaZ, 1, 2))  # (J, K, p_aug)
+            Minv_ZXa = solve(Lm, jnp.swapaxes(f.XaZ, 1, 2))  # (J, K, q)
             Minv_Ztr = solve(Lm, Ztr)
-            P = P0 + (XaXa - jnp.einsum("jpk,jkq->pq", f.XaZ, Minv_ZXa)) / sigma2
-            b = pm + (Xa_t(r) - jnp.einsum("jpk,jk->p", f.XaZ, Minv_Ztr)) / sigma2
-            theta = draw_gaussian(next(keys), P, b)
-            rhs = Ztr - jnp.einsum("jpk,p->jk", f.XaZ, theta)
+            q = p_aug if joint else p
+            xr = Xa_t(r) if joint else X.T @ r
+            P = P0[:q, :q] + (XaXa[:q, :q] - jnp.einsum("jpk,jkq->pq", f.XaZ, Minv_ZXa)) / sigma2
+            b = pm[:q] + (xr - jnp.einsum("jpk,jk->p", f.XaZ, Minv_Ztr)) / sigma2
+            draw = draw_gaussian(next(keys), P, b)
+            theta = draw if joint else theta.at[:p].set(draw)
+            rhs = Ztr - jnp.einsum("jpk,p->jk", f.XaZ, draw)
             mean_u = solve(Lm, rhs)
             eps = jax.random.normal(next(keys), (f.J, f.K))
             noise = jax.vmap(lambda L, e: solve_triangular(L.T, e, lower=False))(Lm, eps)
@@ -385,7 +398,9 @@ def sample_gibbs(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
         _, trace = jax.lax.scan(sweep, state, keys[settings.tune :])
         return trace
 
-    seed = settings.random_seed if settings.random_seed is not None else np.random.randint(2**31)
+    seed = settings.random_seed
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**31))
     chain_keys = jax.random.split(jax.random.PRNGKey(seed), settings.chains)
     method = settings.chain_method or (
         "parallel" if jax.local_device_count() >= settings.chains else "vectorized"

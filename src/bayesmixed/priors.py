@@ -226,7 +226,9 @@ def _eta_of(value: Any, key: str) -> float:
     try:
         eta = float(value)
     except (TypeError, ValueError):
-        raise PriorError(f"The LKJ eta for {key!r} must be a positive number, got {value!r}.")
+        raise PriorError(
+            f"The LKJ eta for {key!r} must be a positive number, got {value!r}."
+        ) from None
     if not np.isfinite(eta) or eta <= 0:
         raise PriorError(f"The LKJ eta for {key!r} must be positive (> 0), got {value!r}.")
     return eta

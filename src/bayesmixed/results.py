@@ -79,7 +79,7 @@ class Fit:
         """Per-level coefficients, fixed + group effect, as lme4's ``coef()``."""
         return _summary.coef_table(self.posterior, self.design, quantiles)
 
-    def VarCorr(self) -> dict[str, dict[str, pd.DataFrame]]:  # noqa: N802 (lme4's name)
+    def VarCorr(self) -> dict[str, dict[str, pd.DataFrame]]:
         """Group SDs and correlation matrices per factor (and the residual SD)."""
         return _summary.varcorr_table(self.posterior, self.design)
 

@@ -177,7 +177,7 @@ def _cache_enabled() -> bool:
     return os.environ.get("BAYESMIXED_JAX_CACHE", "1") != "0"
 
 
-def configure_jax() -> None:
+def configure_jax(x64: bool = True) -> None:
     """Enable float64 and, unless the user set one, JAX's persistent compilation cache.
 
     XLA executables are written to ``cache_dir() / "jax"`` and reused by later processes
@@ -187,7 +187,8 @@ def configure_jax() -> None:
     """
     import jax
 
-    jax.config.update("jax_enable_x64", True)
+    if x64:
+        jax.config.update("jax_enable_x64", True)
     if not _cache_enabled() or jax.config.jax_compilation_cache_dir:
         return  # disabled, or the user's own cache wins
     path = cache_dir() / "jax"
@@ -233,14 +234,15 @@ class NutsDraws:
 
 
 def default_chain_method(chains: int) -> str:
-    """Parallel chains when JAX has a CPU device per chain, else vectorised."""
+    """Parallel chains when JAX has a device per chain, else one after the other.
+
+    Sequential chains reuse one compiled single-chain program; vectorised chains
+    (``jax.vmap`` of NUTS) took up to ten times longer to compile and sampled no faster
+    on two cores (``docs/benchmarks.md``).
+    """
     import jax
 
-    return "parallel" if chains > 1 and jax.local_device_count() >= chains else "vectorized"
-
-
-_RECORD = ("z", "potential_energy", "energy", "num_steps", "accept_prob", "diverging",
-           "step_size")
+    return "parallel" if chains > 1 and jax.local_device_count() >= chains else "sequential"
 
 
 def _nuts_programs(potential_fn_gen: Any, *, tune: int, draws: int, target_accept: float,
@@ -293,8 +295,27 @@ def _nuts_programs(potential_fn_gen: Any, *, tune: int, draws: int, target_accep
     return init, advance
 
 
+_SOURCE_DIGEST: list[str] = []
+
+
+def _source_digest() -> str:
+    """Digest of the modules whose code ends up in the traced samplers."""
+    if not _SOURCE_DIGEST:
+        import hashlib
+
+        digest = hashlib.sha256()
+        here = Path(__file__).resolve().parent
+        for name in ("sampling.py", "marginal.py"):
+            try:
+                digest.update((here / name).read_bytes())
+            except OSError:
+                digest.update(name.encode())
+        _SOURCE_DIGEST.append(digest.hexdigest())
+    return _SOURCE_DIGEST[0]
+
+
 def _program_key(static_key: Any, options: tuple, method: str, chains: int, args: Any) -> str:
-    """Digest naming a compiled sampler: structure, shapes, options, library versions."""
+    """Digest naming a compiled sampler: structure, shapes, options, code and versions."""
     import hashlib
     from importlib.metadata import version
 
@@ -304,7 +325,8 @@ def _program_key(static_key: Any, options: tuple, method: str, chains: int, args
     parts = (
         repr(static_key), options, method, chains, str(jax.tree.structure(args)),
         repr(jax.tree.leaves(shapes)), jax.__version__, version("jaxlib"),
-        version("numpyro"), version("bayesmixed"), jax.local_device_count(),
+        version("numpyro"), _source_digest(), jax.local_device_count(),
+        bool(jax.config.jax_enable_x64),
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
@@ -349,8 +371,9 @@ def _compiled_sampler(potential_fn_gen: Any, data: Any, z0: Any, keys: Any, *, m
     import jax.numpy as jnp
     from jax import export
 
-    tune, n_draws, target_accept, dense_mass, max_tree_depth = options
-    record = _empty_record(z0.shape[-1], draws, None if method != "vectorized" else chains)
+    tune, n_draws, target_accept, dense_mass, max_tree_depth, dtype = options
+    record = _empty_record(z0.shape[-1], draws, None if method != "vectorized" else chains,
+                           dtype)
     per_chain = method != "vectorized"
     init_args = (data, z0[0] if per_chain else z0, keys[0] if per_chain else keys)
     key = None
@@ -385,7 +408,7 @@ def _compiled_sampler(potential_fn_gen: Any, data: Any, z0: Any, keys: Any, *, m
     if method == "parallel":
         init_c = jax.pmap(init_fn, in_axes=(None, 0, 0)).lower(data, z0, keys).compile()
         state = jax.eval_shape(jax.pmap(init_fn, in_axes=(None, 0, 0)), data, z0, keys)
-        rec = _empty_record(z0.shape[-1], draws, chains)
+        rec = _empty_record(z0.shape[-1], draws, chains, dtype)
         n = np.zeros(chains, dtype=np.int64)
         advance_c = jax.pmap(advance_fn, in_axes=(None, 0, 0, 0)).lower(
             data, state, rec, n).compile()
@@ -402,17 +425,18 @@ def _compiled_sampler(potential_fn_gen: Any, data: Any, z0: Any, keys: Any, *, m
     return compiled
 
 
-def _empty_record(dim: int, draws: int, chains: int | None = None) -> tuple:
+def _empty_record(dim: int, draws: int, chains: int | None = None,
+                  dtype: Any = np.float64) -> tuple:
     """Zeroed buffers for the recorded draws (numpy: no JAX dispatch), per chain or all."""
     lead = (draws,) if chains is None else (chains, draws)
     return (
-        np.zeros((*lead, dim)),
-        np.zeros(lead),
-        np.zeros(lead),
+        np.zeros((*lead, dim), dtype=dtype),
+        np.zeros(lead, dtype=dtype),
+        np.zeros(lead, dtype=dtype),
         np.zeros(lead, dtype=np.int64),
-        np.zeros(lead),
+        np.zeros(lead, dtype=dtype),
         np.zeros(lead, dtype=bool),
-        np.zeros(lead),
+        np.zeros(lead, dtype=dtype),
     )
 
 
@@ -426,6 +450,7 @@ def run_nuts(
     static_key: Any = None,
     dense_mass: bool = False,
     max_tree_depth: int = 10,
+    dtype: Any = np.float64,
 ) -> NutsDraws:
     """Run numpyro's NUTS kernel on a flat unconstrained vector, without ``pm.sample``.
 
@@ -452,6 +477,10 @@ def run_nuts(
         Adapt a dense mass matrix instead of a diagonal one.
     max_tree_depth : int
         NUTS's maximum tree depth.
+    dtype : numpy dtype
+        Floating type of the data and the chains' state. float64 (the default) keeps the
+        log density accurate whatever the scale of the data; float32 is for benchmarks
+        (see ``docs/benchmarks.md``).
 
     Returns
     -------
@@ -461,30 +490,30 @@ def run_nuts(
 
     import jax
 
-    configure_jax()
+    configure_jax(x64=np.dtype(dtype) == np.float64)  # float32 needs a process without x64
     chains = settings.chains
     method = settings.chain_method or default_chain_method(chains)
     if method == "parallel" and jax.local_device_count() < chains:
         warnings.warn(
             f"chain_method='parallel' needs {chains} JAX devices but there are "
-            f"{jax.local_device_count()}; running the chains vectorised. Import bayesmixed "
-            "before JAX (or set XLA_FLAGS=--xla_force_host_platform_device_count=N) to run "
-            "them in parallel.",
+            f"{jax.local_device_count()}; running the chains one after the other. Import "
+            "bayesmixed before JAX (or set XLA_FLAGS=--xla_force_host_platform_device_count"
+            "=N) to run them in parallel.",
             UserWarning,
             stacklevel=3,
         )
-        method = "vectorized"
-    if chains == 1 and method == "parallel":
+        method = "sequential"
+    if chains == 1:
         method = "sequential"
     # numpy in, numpy out: eager JAX operations would each cost a (cached) compilation
     data = jax.tree.map(
-        lambda x: np.asarray(x, dtype=np.float64 if np.asarray(x).dtype.kind == "f" else None),
+        lambda x: np.asarray(x, dtype=dtype if np.asarray(x).dtype.kind == "f" else None),
         data,
     )
-    z0 = np.asarray(init, dtype=np.float64)
+    z0 = np.asarray(init, dtype=dtype)
     keys = seed.generate_state(2 * chains, dtype=np.uint32).reshape(chains, 2)  # raw keys
     options = (settings.tune, settings.draws, float(settings.target_accept), bool(dense_mass),
-               int(max_tree_depth))
+               int(max_tree_depth), np.dtype(dtype).name)
     total = settings.tune + settings.draws
 
     start = time.perf_counter()
@@ -519,11 +548,11 @@ def run_nuts(
         outs = []
         for c in range(chains):
             state = init_c(data, z0[c], keys[c])
-            outs.append(run(state, _empty_record(z0.shape[-1], settings.draws), 1))
+            outs.append(run(state, _empty_record(z0.shape[-1], settings.draws, None, dtype), 1))
         out = tuple(np.stack(parts) for parts in zip(*outs, strict=True))
     else:
         state = init_c(data, z0, keys)
-        out = run(state, _empty_record(z0.shape[-1], settings.draws, chains), chains)
+        out = run(state, _empty_record(z0.shape[-1], settings.draws, chains, dtype), chains)
     sampling_seconds = time.perf_counter() - start
     if progress is not None:
         progress.close()
@@ -538,6 +567,28 @@ def run_nuts(
         "step_size": step_size,
     }
     return NutsDraws(z, stats, compile_seconds, sampling_seconds, method)
+
+
+def _jaxpr_key(fn: Any, example: np.ndarray) -> tuple[str, str] | None:
+    """A digest of ``fn``'s traced program and constants: equal digests, equal functions.
+
+    Tracing the log density alone is cheap; the digest lets :func:`run_nuts` reuse the
+    traced and compiled sampler (in-process and on disk) for the same model and data.
+    """
+    import hashlib
+
+    import jax
+
+    try:
+        closed = jax.make_jaxpr(fn)(example)
+    except Exception:  # no key, no reuse: the sampler is traced as usual
+        return None
+    digest = hashlib.sha256(str(closed.jaxpr).encode())
+    for const in closed.consts:
+        arr = np.asarray(const)
+        digest.update(f"{arr.dtype}{arr.shape}".encode())
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    return ("jaxpr", digest.hexdigest())
 
 
 def sample_pymc_jax(
@@ -598,7 +649,8 @@ def sample_pymc_jax(
         return potential
 
     jitter = np.random.default_rng(seeds[1]).uniform(-1, 1, size=(settings.chains, len(flat)))
-    nuts = run_nuts(potential_fn_gen, {}, flat + jitter, settings=settings, seed=seeds[2])
+    nuts = run_nuts(potential_fn_gen, {}, flat + jitter, settings=settings, seed=seeds[2],
+                    static_key=_jaxpr_key(potential_fn_gen({}), flat))
 
     wanted = [v for v in model.unobserved_value_vars if v.name in var_names]
     outputs = list(get_default_varnames(wanted, include_transformed=False))
