@@ -32,12 +32,22 @@ from bayesmixed import _bambi
 from bayesmixed.design import Design
 from bayesmixed.priors import Prior, PriorSet
 
-__all__ = ["build_pymc_model", "group_term_dim", "hyper_var_names", "model_coords"]
+__all__ = ["build_pymc_model", "group_term_dim", "hyper_var_names", "level_dim", "model_coords"]
 
 
 def group_term_dim(label: str) -> str:
     """Name of the coordinate holding the terms of factor ``label``."""
     return f"{label}__term"
+
+
+# dimension names ArviZ reserves for draws; a factor called so gets ``<g>__level`` instead
+_RESERVED_DIMS = {"chain", "draw", "sample"}
+
+
+def level_dim(label: str) -> str:
+    """Name of the coordinate holding the levels of factor ``label`` (``label`` itself,
+    unless ArviZ reserves that name, as for a factor called ``sample``)."""
+    return f"{label}__level" if label in _RESERVED_DIMS else label
 
 
 def hyper_var_names(design: Design) -> list[str]:
@@ -59,7 +69,7 @@ def model_coords(design: Design) -> dict[str, Any]:
         if sl.stop - sl.start > 1:
             coords[f"{term}_dim"] = design.common.columns[sl]
     for fac in design.factors:
-        coords[fac.label] = fac.levels
+        coords[level_dim(fac.label)] = fac.levels
         coords[group_term_dim(fac.label)] = fac.terms
         coords[f"{fac.label}__term2"] = fac.terms
     return coords
@@ -156,7 +166,7 @@ def _group_contribution(fac, priors: PriorSet):
         ]
         sd = pm.Deterministic(f"sd_{label}", pt.stack(pieces), dims=tdim)
 
-    z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=(label, tdim))
+    z = pm.Normal(f"z_{label}", 0.0, 1.0, dims=(level_dim(label), tdim))
     blocks = fac.correlated_blocks
     if blocks:
         K = len(fac.terms)
@@ -170,7 +180,7 @@ def _group_contribution(fac, priors: PriorSet):
         r = pt.dot(z, L.T) * sd
     else:
         r = z * sd
-    r = pm.Deterministic(f"r_{label}", r, dims=(label, tdim))
+    r = pm.Deterministic(f"r_{label}", r, dims=(level_dim(label), tdim))
     gathered = r[fac.index]
     if fac.X.shape[1] == 1 and np.all(fac.X == 1):
         return gathered[:, 0]

@@ -417,7 +417,7 @@ def sample_gibbs(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
 def _to_datatree(design: Any, trace: Any, factors: list[_Factor], p: int, settings: Any):
     import xarray as xr
 
-    from bayesmixed.build import group_term_dim
+    from bayesmixed.build import group_term_dim, level_dim
 
     theta, ubig, Sigmas, sigma2 = trace
     theta = np.asarray(theta)
@@ -437,7 +437,7 @@ def _to_datatree(design: Any, trace: Any, factors: list[_Factor], p: int, settin
         label = f.label
         tdim = group_term_dim(label)
         fac = design.factor(label)
-        coords[label] = fac.levels
+        coords[level_dim(label)] = fac.levels
         coords[tdim] = fac.terms
         coords[f"{label}__term2"] = fac.terms
         Sigma = np.zeros((chains, draws, f.K, f.K))
@@ -452,7 +452,7 @@ def _to_datatree(design: Any, trace: Any, factors: list[_Factor], p: int, settin
             u = theta[..., f.offset : f.offset + f.J * f.K].reshape(chains, draws, f.J, f.K)
         else:
             u = np.asarray(ubig[large.index(f)])
-        data[f"r_{label}"] = (("chain", "draw", label, tdim), u)
+        data[f"r_{label}"] = (("chain", "draw", level_dim(label), tdim), u)
     data["sigma"] = (("chain", "draw"), np.sqrt(np.asarray(sigma2)))
     posterior = xr.Dataset(data, coords=coords)
     posterior.attrs.update({"inference_library": "bayesmixed.gibbs", "sampler": "gibbs"})

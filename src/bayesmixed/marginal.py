@@ -905,7 +905,7 @@ def _initial_points(problem: MarginalProblem, rng: np.random.Generator,
 
 def _to_datatree(design: Any, problem: MarginalProblem, hyper: dict, r: np.ndarray,
                  nuts: Any, settings: Any) -> Any:
-    from bayesmixed.build import group_term_dim, model_coords
+    from bayesmixed.build import group_term_dim, level_dim, model_coords
     from bayesmixed.sampling import to_datatree
 
     common = design.common
@@ -926,7 +926,7 @@ def _to_datatree(design: Any, problem: MarginalProblem, hyper: dict, r: np.ndarr
         posterior[f"cor_{label}"] = hyper["cor"]
         dims[f"cor_{label}"] = [tdim, f"{label}__term2"]
     posterior[f"r_{label}"] = r
-    dims[f"r_{label}"] = [label, tdim]
+    dims[f"r_{label}"] = [level_dim(label), tdim]
     posterior["sigma"] = hyper["sigma"]
     observed = {design.response_name: np.asarray(common.response)}
     dims[design.response_name] = ["__obs__"]

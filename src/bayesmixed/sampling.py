@@ -1,8 +1,15 @@
-"""pm.Model -> posterior draws on JAX (numpyro by default, blackjax, or PyMC's own NUTS).
+"""Posterior draws on JAX: numpyro's NUTS by default, or blackjax / PyMC / nutpie.
+
+:func:`run_nuts` drives numpyro's NUTS kernel directly (no ``pm.sample``) on any flat log
+density: the marginal model of :mod:`bayesmixed.marginal`, or a PyMC model's log density
+translated to JAX by PyTensor (:func:`sample_pymc_jax`). Compiled samplers are reused within
+the process and, through JAX's persistent compilation cache and exported traced programs
+under :func:`cache_dir`, across processes (see ``docs/benchmarks.md``).
 
 Parallel chains on the CPU need JAX to see several host devices, which can only be set
 before JAX initialises: :func:`configure_host_devices` does that (``import bayesmixed``
-calls it), and when JAX was imported first with a single device the chains run vectorised.
+calls it); when JAX was imported first with a single device the chains run one after the
+other.
 """
 
 from __future__ import annotations
@@ -253,7 +260,9 @@ def _nuts_programs(potential_fn_gen: Any, *, tune: int, draws: int, target_accep
     included). ``advance(data, state, record, n) -> (state, record)`` runs ``n`` more
     iterations (``n`` is traced, so one compiled program serves one call for the whole
     run or many calls that feed a progress bar) and writes the post-warm-up ones into the
-    preallocated ``record`` (``draws`` rows).
+    preallocated ``record`` (``draws`` rows). ``state`` crosses the boundary as a plain
+    list of arrays, so that loading the exported programs needs no numpyro classes (and no
+    numpyro import); ``init`` must be traced before ``advance``.
     """
     import jax
     import jax.numpy as jnp
@@ -261,9 +270,10 @@ def _nuts_programs(potential_fn_gen: Any, *, tune: int, draws: int, target_accep
     from numpyro.infer.hmc import hmc
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+    treedef: list[Any] = []  # numpyro's HMCState structure, known once init is traced
 
     def init(data: Any, z0: Any, key: Any):
-        return init_kernel(
+        state = init_kernel(
             z0,
             tune,
             adapt_step_size=True,
@@ -274,8 +284,11 @@ def _nuts_programs(potential_fn_gen: Any, *, tune: int, draws: int, target_accep
             model_args=(data,),
             rng_key=key,
         )
+        leaves, tree = jax.tree.flatten(state)
+        treedef[:] = [tree]
+        return leaves
 
-    def advance(data: Any, state: Any, record: Any, n: Any):
+    def advance(data: Any, leaves: Any, record: Any, n: Any):
         def body(_: Any, carry: Any):
             state, record = carry
             state = sample_kernel(state, model_args=(data,))
@@ -290,7 +303,9 @@ def _nuts_programs(potential_fn_gen: Any, *, tune: int, draws: int, target_accep
             )
             return state, record
 
-        return lax.fori_loop(0, n, body, (state, record))
+        state = jax.tree.unflatten(treedef[0], leaves)
+        state, record = lax.fori_loop(0, n, body, (state, record))
+        return jax.tree.leaves(state), record
 
     return init, advance
 
@@ -390,13 +405,12 @@ def _compiled_sampler(potential_fn_gen: Any, data: Any, z0: Any, keys: Any, *, m
         if not per_chain:
             init = jax.vmap(init, in_axes=(None, 0, 0))
             advance = jax.vmap(advance, in_axes=(None, 0, 0, None))
-        state = jax.eval_shape(init, *init_args)
-        one_record = record
+        state = jax.eval_shape(init, *init_args)  # traces init first (see _nuts_programs)
         n_spec = jax.ShapeDtypeStruct((), jnp.int64)
         try:
             exported = (
                 export.export(jax.jit(init))(*init_args),
-                export.export(jax.jit(advance))(data, state, one_record, n_spec),
+                export.export(jax.jit(advance))(data, state, record, n_spec),
             )
             if key is not None and _cache_enabled():
                 _save_exported(key, exported)
