@@ -85,3 +85,18 @@ def test_insteval_matches_lme4():
     row = table.loc["sd(Intercept|dept:service)"]
     assert row["q2.5"] < 0.10965 < row["q97.5"]
     assert row["mean"] == pytest.approx(0.10965, rel=0.10)
+
+
+def test_auto_sampler_picks_gibbs_for_large_crossed_gaussian_models(sleepstudy):
+    rng = np.random.default_rng(0)
+    n = 10_000
+    data = pd.DataFrame(
+        {"a": rng.integers(0, 50, n), "b": rng.integers(0, 40, n), "x": rng.normal(size=n)}
+    )
+    data["y"] = data["x"] + rng.normal(size=50)[data["a"]] + rng.normal(size=n)
+    fit = bm.Model("y ~ x + (1 | a) + (1 | b)", data).fit(draws=50, tune=50, random_seed=1)
+    assert fit.settings.sampler == "gibbs"
+    small = bm.Model("Reaction ~ Days + (1 | Subject)", sleepstudy).fit(
+        draws=50, tune=50, chains=1, random_seed=1
+    )
+    assert small.settings.sampler == "numpyro"

@@ -123,7 +123,7 @@ class Model:
         draws: int = 1000,
         tune: int = 1000,
         chains: int = 4,
-        sampler: str = "numpyro",
+        sampler: str = "auto",
         target_accept: float = 0.8,
         random_seed: int | None = None,
         progressbar: bool | None = None,
@@ -136,10 +136,13 @@ class Model:
         ----------
         draws, tune, chains : int
             Draws kept per chain, tuning steps per chain, number of chains.
-        sampler : {"numpyro", "blackjax", "pymc", "nutpie", "gibbs"}
-            NUTS implementation; numpyro (on JAX) by default. ``"gibbs"`` is an exact
-            collapsed Gibbs sampler for Gaussian models (identity link) that scales to
-            hundreds of thousands of rows and thousands of levels (see ``docs/scale.md``).
+        sampler : {"auto", "numpyro", "blackjax", "pymc", "nutpie", "gibbs"}
+            ``"numpyro"``: NUTS on JAX. ``"gibbs"``: an exact blocked Gibbs sampler for
+            Gaussian models (identity link) that scales to hundreds of thousands of rows
+            and thousands of levels (see ``docs/scale.md``). ``"auto"`` (default) picks
+            numpyro, except for Gaussian models with at least 10,000 rows or 1,000 group
+            levels that cannot be marginalised (several grouping factors), where it picks
+            gibbs. ``fit.settings.sampler`` records the choice.
         target_accept : float
             Target acceptance rate; raise it (0.95) if there are divergences.
         random_seed : int, optional
@@ -165,6 +168,8 @@ class Model:
         from bayesmixed.results import Fit
         from bayesmixed.sampling import SamplerSettings, run_sampler
 
+        if sampler == "auto":
+            sampler = _choose_sampler(self, marginalize)
         settings = SamplerSettings(
             draws=draws,
             tune=tune,
@@ -203,6 +208,32 @@ class Model:
         lines.append("Priors:")
         lines.extend("  " + line for line in self.priors.describe().splitlines())
         return "\n".join(lines)
+
+
+#: a Gaussian model at least this large (rows, or levels over all factors) goes to Gibbs
+AUTO_GIBBS_ROWS, AUTO_GIBBS_LEVELS = 10_000, 1_000
+
+
+def _choose_sampler(model: Model, marginalize: bool | str) -> str:
+    """``sampler="auto"``: numpyro NUTS, or Gibbs for large Gaussian models NUTS would crawl
+    through (several grouping factors, so no exact marginal form)."""
+    from bayesmixed.gibbs import gibbs_supported
+    from bayesmixed.marginal import supports_marginal
+
+    design, priors = model.design, model.priors
+    large = (
+        design.n >= AUTO_GIBBS_ROWS
+        or sum(len(f.levels) for f in design.factors) >= AUTO_GIBBS_LEVELS
+    )
+    if (
+        large
+        and design.factors
+        and marginalize is not True
+        and (marginalize is False or supports_marginal(design, priors) is not None)
+        and gibbs_supported(design, priors) is None
+    ):
+        return "gibbs"
+    return "numpyro"
 
 
 def _check_data(data: Any) -> pd.DataFrame:

@@ -80,7 +80,7 @@ class SamplerSettings:
                 raise SamplingError(f"{name}={value!r} must be {kind} integer.")
         if self.sampler not in SAMPLERS:
             raise SamplingError(
-                f"Unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLERS)}."
+                f"Unknown sampler {self.sampler!r}; choose 'auto' or one of {', '.join(SAMPLERS)}."
             )
         if not (isinstance(self.target_accept, float | int) and 0 < self.target_accept < 1):
             raise SamplingError(
