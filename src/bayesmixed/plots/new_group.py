@@ -108,11 +108,7 @@ def plot_new_group(
     ci_prob = check_prob(ci_prob)
     if kind not in ("mean", "response"):
         raise ValueError(f"kind must be 'mean' or 'response', got {kind!r}.")
-    if new_groups not in _NEW_GROUPS:
-        raise ValueError(
-            f"new_groups must be one of {', '.join(map(repr, _NEW_GROUPS))}, got "
-            f"{new_groups!r}."
-        )
+    _check_new_groups(new_groups)
     fac = pick_factor(fit, group)
     design = fit.design
     data = design.data
@@ -209,11 +205,7 @@ def plot_new_group_pairs(
     check_fit(fit)
     if kind not in ("coef", "ranef"):
         raise ValueError(f"kind must be 'coef' or 'ranef', got {kind!r}.")
-    if new_groups not in _NEW_GROUPS:
-        raise ValueError(
-            f"new_groups must be one of {', '.join(map(repr, _NEW_GROUPS))}, got "
-            f"{new_groups!r}."
-        )
+    _check_new_groups(new_groups)
     fac = pick_factor(fit, group)
     effects = fit.new_group_effects(
         fac.label,
@@ -246,3 +238,12 @@ def plot_new_group_pairs(
     fig.suptitle(f"A new {fac.label}: {what}")
     fig.set_layout_engine("constrained")
     return fig
+
+
+def _check_new_groups(new_groups: str) -> None:
+    """Refuse a ``new_groups`` value ``Fit.new_group_effects`` does not know."""
+    if new_groups not in _NEW_GROUPS:
+        raise ValueError(
+            f"new_groups must be one of {', '.join(map(repr, _NEW_GROUPS))}, got "
+            f"{new_groups!r}."
+        )
