@@ -134,18 +134,24 @@ IMPORTS = {
 
 
 def import_costs(pycache: Path | None, repeats: int = 3) -> dict[str, float]:
-    """Median import time of each library in a fresh process (bytecode cache or not)."""
-    from run import _env, warm_bytecode  # benchmarks/run.py
+    """Median import time of each library in a fresh process.
 
+    ``pycache=None``: the environment as installed (uv compiled the bytecode). With an empty
+    folder as ``pycache`` and ``PYTHONDONTWRITEBYTECODE=1``, Python looks for bytecode there
+    only, finds none and recompiles every source: an install without compiled bytecode.
+    """
+    from run import _env  # benchmarks/run.py
+
+    env = _env()
     if pycache is not None:
-        warm_bytecode(pycache)
+        env.update(PYTHONPYCACHEPREFIX=str(pycache), PYTHONDONTWRITEBYTECODE="1")
     out = {}
     for label, stmt in IMPORTS.items():
         times = []
         for _ in range(repeats):
             code = f"import time; t = time.perf_counter(); {stmt}; print(time.perf_counter() - t)"
             res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                 check=True, env=_env(pycache))
+                                 check=True, env=env)
             times.append(float(res.stdout.strip().splitlines()[-1]))
         out[label] = statistics.median(times)
     return out
@@ -195,14 +201,11 @@ def main() -> None:
               f"{r['steps']:.1f} | {r['min_ess']:.0f} ({r['param']}) | {rate:,.0f} | "
               f"{rate / 4:,.0f} |")
     if not args.skip_imports:
-        print("\n| import (fresh process, median of 3) | with a bytecode cache (s) | "
-              "environment as is: no .pyc, PYTHONDONTWRITEBYTECODE=1 (s) |\n|---|---|---|")
+        print("\n| import (fresh process, median of 3) | as installed: compiled bytecode (s) | "
+              "without bytecode, PYTHONDONTWRITEBYTECODE=1 (s) |\n|---|---|---|")
+        warm = import_costs(None)
         with tempfile.TemporaryDirectory(prefix="bayesmixed-pyc-") as tmp:
-            warm = import_costs(Path(tmp))
-        env_dont_write = os.environ.copy()
-        env_dont_write["PYTHONDONTWRITEBYTECODE"] = "1"
-        os.environ.update(env_dont_write)
-        cold = import_costs(None)
+            cold = import_costs(Path(tmp))
         for label in warm:
             print(f"| {label} | {warm[label]:.2f} | {cold[label]:.2f} |")
     print(f"\nload average after: {os.getloadavg()}")

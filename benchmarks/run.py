@@ -13,15 +13,14 @@ a fresh Python process to the printed summary, for
 * Bambi 0.21 with ``inference_method="numpyro"`` (independent group effects).
 
 Routes are interleaved so that a busy moment does not hit one route only; the table shows
-medians. Child processes get a bytecode cache (``PYTHONPYCACHEPREFIX`` in the benchmark's
-temporary directory, filled by one warm-up import of every library) as any normal
-installation has one; ``--no-bytecode-cache`` keeps the environment as it is (with
-``PYTHONDONTWRITEBYTECODE=1`` every import recompiles its sources, about three times
-slower). Sampling efficiency is the smallest bulk ESS over fixed effects, group SDs,
-correlations and sigma, per second of sampling wall time (compile excluded where the
-route reports it) and per chain-second (wall time x chains: chains that share the cores
-count in full). Recorded figures of brms 2.18 and lme4 1.1-31 (same machine kind,
-``shared/reference/REFERENCE_RESULTS.md``) are printed alongside; they are not re-run.
+medians. Child processes run in the environment exactly as the README's install leaves it
+(``uv`` compiles bytecode at install time, ``[tool.uv] compile-bytecode`` in
+``pyproject.toml``); no bytecode cache of the benchmark's own is added. Sampling efficiency
+is the smallest bulk ESS over fixed effects, group SDs, correlations and sigma, per second
+of sampling wall time (compile excluded where the route reports it) and per chain-second
+(wall time x chains: chains that share the cores count in full). Recorded figures of brms
+2.18 and lme4 1.1-31 (same machine kind, listed with their provenance in
+``docs/benchmarks.md``) are printed alongside; they are not re-run.
 """
 
 from __future__ import annotations
@@ -54,28 +53,17 @@ def _machine() -> dict:
     }
 
 
-WARM_UP = ("import bayesmixed, bambi, pymc, pymc.sampling.jax, jax, numpyro.infer, arviz, "
-           "arviz_base, arviz_stats, formulae, scipy.optimize, tqdm.auto")
-
-
-def _env(pycache: Path | None) -> dict[str, str]:
+def _env() -> dict[str, str]:
+    """The environment as installed: no bytecode cache or JAX flags of the benchmark's own."""
     env = dict(os.environ, CI="1")
     env.pop("XLA_FLAGS", None)
-    if pycache is not None:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    env.pop("PYTHONPYCACHEPREFIX", None)
     return env
 
 
-def warm_bytecode(pycache: Path) -> None:
-    """Import every library once so that the timed processes find compiled bytecode."""
-    subprocess.run([sys.executable, "-c", WARM_UP], env=_env(pycache), check=True,
-                   capture_output=True)
-
-
-def run_route(route: str, cache: Path | None, pycache: Path | None = None) -> dict:
+def run_route(route: str, cache: Path | None) -> dict:
     """Run one route in a fresh process; add the wall time measured from outside."""
-    env = _env(pycache)
+    env = _env()
     if cache is not None:
         env["BAYESMIXED_CACHE_DIR"] = str(cache)
     start = time.perf_counter()
@@ -165,8 +153,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="warm runs per route")
     parser.add_argument("--routes", default="marginal,full,article,article-warm,bambi")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
-    parser.add_argument("--no-bytecode-cache", action="store_true",
-                        help="run the processes in the environment as it is")
     parser.add_argument("--from-json", type=Path, help="print the table of an earlier --json")
     args = parser.parse_args()
     if args.from_json:
@@ -183,19 +169,16 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="bayesmixed-bench-") as tmp:
         caches = {r: Path(tmp) / r for r in ("marginal", "full")}
-        pycache = None if args.no_bytecode_cache else Path(tmp) / "pycache"
-        if pycache is not None:
-            warm_bytecode(pycache)
         for route in ("marginal", "full"):  # cold: empty cache directories
             if route in routes:
-                out = run_route(route, caches[route], pycache)
+                out = run_route(route, caches[route])
                 results.setdefault(f"{route} (cold cache)", []).append(out)
                 print(f"  {route} cold: {out['wall_s']:.1f} s", flush=True)
         for rep in range(args.repeats):
             for route in routes:
                 if route == "article-warm" and rep:
                     continue  # one process is enough: it samples twice
-                out = run_route(route, caches.get(route), pycache)
+                out = run_route(route, caches.get(route))
                 name = f"{route} (warm cache)" if route in caches else route
                 results.setdefault(name, []).append(out)
                 print(f"  {route} #{rep + 1}: {out['wall_s']:.1f} s "
@@ -207,8 +190,7 @@ def main() -> None:
     article = {k: _median(results.get("article", [{}]), k) for k in ("ready_s", "wall_s")}
     print()
     print(table(rows, article))
-    print(f"\nbytecode cache: {'off (environment as is)' if args.no_bytecode_cache else 'on'}; "
-          f"median 1-minute load during the runs: "
+    print(f"\nmedian 1-minute load during the runs: "
           f"{statistics.median(r['load1'] for rs in results.values() for r in rs):.2f}")
     print(f"\nload average before {before['load']}, after {after['load']}")
     if args.json:
