@@ -727,7 +727,11 @@ def _set_sampling_map(problem: MarginalProblem, design: Any) -> None:
         H = 0.5 * (H + H.T)
         vals, vecs = np.linalg.eigh(H)
         if vals.max() > 0:
-            vals = np.maximum(vals, vals.max() * 1e-10)
+            # a flat or negative curvature (a saddle, finite-difference noise on a very
+            # narrow posterior) must not become a huge scale: NUTS's step size collapses
+            # in it and warm-up cannot recover (seen with a nearly noiseless response);
+            # unit scale there, as without a preconditioner, and warm-up adapts it
+            vals = np.where(vals > vals.max() * 1e-8, vals, 1.0)
             cov = (vecs / vals) @ vecs.T
             try:
                 scale = np.linalg.cholesky(cov)
