@@ -23,9 +23,11 @@ __all__ = [
     "common_part",
     "family_links",
     "family_names",
+    "family_parameters",
     "inverse_link",
     "likelihood_distribution",
     "slope_sd_scale",
+    "split_offset",
 ]
 
 
@@ -57,6 +59,9 @@ class BambiCommon:
         SD of the response for Gaussian-like families, else 1.
     logit_like : bool
         Bernoulli/binomial family on the logit or probit scale (Bambi scales those apart).
+    offset : numpy.ndarray
+        Sum of the ``offset(...)`` terms of every row (zeros without an offset); not a
+        column of ``X``: it enters the linear predictor with coefficient 1.
     """
 
     family: Any
@@ -70,6 +75,7 @@ class BambiCommon:
     common_design: Any
     response_std: float
     logit_like: bool
+    offset: np.ndarray
 
     @property
     def parent(self) -> str:
@@ -135,13 +141,14 @@ def common_part(
         )
     parent = model.parameters[fam.likelihood.parent]
     design = parent.design
-    X = np.asarray(design.common.design_matrix, dtype=float) if design.common else np.zeros(
-        (len(data), 0)
-    )
-    slices = dict(design.common.slices) if design.common else {}
+    X, offset = split_offset(design.common, len(data))
+    slices: dict[str, slice] = {}
     columns: list[str] = []
     for name, term in (design.common.terms.items() if design.common else []):
+        if getattr(term, "kind", None) == "offset":
+            continue
         labels = term.labels if hasattr(term, "labels") else [name]
+        slices[name] = slice(len(columns), len(columns) + len(labels))
         columns.extend(labels)
     term_priors: dict[str, Prior] = {}
     if parent.intercept_term is not None:
@@ -172,7 +179,38 @@ def common_part(
         common_design=design.common,
         response_std=float(scaler.response_std),
         logit_like=logit_like,
+        offset=offset,
     )
+
+
+def split_offset(matrix: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split an evaluated formulae common matrix into its columns and its offset.
+
+    Parameters
+    ----------
+    matrix : formulae.matrices.CommonEffectsMatrix or None
+        The common part, evaluated on the fitted or on new data.
+    n : int
+        Number of rows (for a model without common columns).
+
+    Returns
+    -------
+    X : numpy.ndarray
+        ``n x p`` columns of every term except ``offset(...)`` terms, float.
+    offset : numpy.ndarray
+        Sum of the ``offset(...)`` terms per row (zeros when there are none).
+    """
+    if matrix is None:
+        return np.zeros((n, 0)), np.zeros(n)
+    full = np.asarray(matrix.design_matrix, dtype=float)
+    keep = np.ones(full.shape[1], dtype=bool)
+    offset = np.zeros(full.shape[0])
+    for name, term in matrix.terms.items():
+        if getattr(term, "kind", None) == "offset":
+            cols = matrix.slices[name]
+            offset = offset + full[:, cols].sum(axis=1)
+            keep[cols] = False
+    return full[:, keep], offset
 
 
 def slope_sd_scale(common: BambiCommon, x: np.ndarray) -> float:
@@ -211,6 +249,13 @@ def likelihood_distribution(family: Any):
     from bambi.backend.utils import get_distribution_from_likelihood
 
     return get_distribution_from_likelihood(family.likelihood)
+
+
+def family_parameters(family: str) -> list[str]:
+    """Names of a built-in family's parameters (``["mu", "sigma"]``), parent first."""
+    from bambi.defaults.families import BUILTIN_FAMILIES
+
+    return list(BUILTIN_FAMILIES[family]["likelihood"]["params"])
 
 
 def family_links(family: str) -> tuple[str, list[str], str]:

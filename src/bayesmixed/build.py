@@ -123,6 +123,8 @@ def build_pymc_model(design: Design, priors: PriorSet):
                 parts.append(pt.atleast_1d(_random_variable(term, priors.common[term], dims)))
             beta = pt.concatenate(parts) if len(parts) > 1 else parts[0]
             eta = pt.dot(pt.as_tensor(common.X), beta)
+        if design.has_offset:  # offset(...) terms enter with coefficient 1
+            eta = eta + pt.as_tensor(design.offset)
 
         for fac in design.factors:
             eta = eta + _group_contribution(fac, priors)

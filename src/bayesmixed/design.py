@@ -7,11 +7,17 @@ Group effects are never expanded into a dense ``Z`` matrix. Each grouping factor
 
 so the group contribution to the linear predictor is ``sum_k X[:, k] * r[index, k]``, a
 gather. Memory grows with rows x block size, not rows x levels.
+
+The design also evaluates new data (:meth:`Design.evaluate`): the common columns through
+formulae's ``evaluate_new_data``, the ``offset(...)`` terms, each factor's level of every
+row (matched by value: ``308 == 308.0``; interactions by value tuples), the block columns,
+the trials of binomial-like models and the rows' labels. Predictions ask it for all that.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,10 +25,19 @@ import numpy as np
 import pandas as pd
 
 from bayesmixed import _bambi, validate
-from bayesmixed.errors import DataError, FamilyError, FormulaError
+from bayesmixed.errors import DataError, FamilyError, FormulaError, PredictionError
 from bayesmixed.formula import CbindResponse, FormulaSpec
+from bayesmixed.response import TRIALS_FAMILIES, evaluate_count, trials, trials_expressions
 
-__all__ = ["Design", "FactorDesign", "build_design", "factor_index", "used_columns"]
+__all__ = [
+    "Design",
+    "FactorDesign",
+    "FactorRows",
+    "Rows",
+    "build_design",
+    "factor_levels",
+    "used_columns",
+]
 
 _SUCC, _TRIALS = "cbind__successes", "cbind__trials"
 
@@ -38,7 +53,8 @@ class FactorDesign:
     variables : tuple of str
         Data columns whose combination makes the levels.
     levels : list of str
-        Level labels, in the order of ``r_<label>``'s first axis.
+        Level labels, in the order of ``r_<label>``'s first axis (unique; for display and
+        coordinates).
     index : numpy.ndarray
         Level of each row (ints into ``levels``).
     X : numpy.ndarray
@@ -49,6 +65,9 @@ class FactorDesign:
         Column positions of each block and whether it is correlated (LKJ).
     exprs : list of tuple(str, formulae matrix, list of int)
         Each block's expression, its formulae design (for new data), and its columns.
+    keys : list of tuple
+        The value of every variable for each level (numbers as floats, so ``308`` and
+        ``308.0`` are one level; ``("x:y", "z")`` and ``("x", "y:z")`` are two).
     """
 
     label: str
@@ -59,6 +78,7 @@ class FactorDesign:
     terms: list[str]
     subblocks: list[tuple[list[int], bool]]
     exprs: list[tuple[str, Any, list[int]]] = field(repr=False)
+    keys: list[tuple] = field(default_factory=list, repr=False)
 
     @property
     def correlated_blocks(self) -> list[list[int]]:
@@ -72,6 +92,76 @@ class FactorDesign:
             out[:, cols] = np.asarray(matrix.evaluate_new_data(data).design_matrix, dtype=float)
         return out
 
+    def locate(self, data: pd.DataFrame) -> tuple[np.ndarray, list[tuple]]:
+        """Level of every row of ``data`` by value (``-1`` for levels not in the fit).
+
+        Returns
+        -------
+        index : numpy.ndarray
+            Position in ``levels`` of each row, ``-1`` where the level is unseen.
+        keys : list of tuple
+            Each row's value tuple (the key of its level).
+        """
+        lookup = {key: i for i, key in enumerate(self.keys)}
+        arrays = [_value_keys(data[v]) for v in self.variables]
+        keys = list(zip(*(a.tolist() for a in arrays), strict=True))
+        index = np.fromiter((lookup.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        return index, keys
+
+
+@dataclass(frozen=True)
+class FactorRows:
+    """One grouping factor evaluated on the rows to predict.
+
+    Attributes
+    ----------
+    factor : FactorDesign
+    index : numpy.ndarray
+        Level of each row, ``-1`` for a level the fit has not seen.
+    X : numpy.ndarray
+        The factor's block columns on these rows.
+    new_codes : numpy.ndarray
+        ``-1`` for seen levels; otherwise which distinct unseen level the row has.
+    new_levels : list of str
+        Labels of the distinct unseen levels, in order of first appearance.
+    """
+
+    factor: FactorDesign
+    index: np.ndarray
+    X: np.ndarray
+    new_codes: np.ndarray
+    new_levels: list[str]
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Rows evaluated for a prediction: everything the linear predictor needs.
+
+    Attributes
+    ----------
+    X : numpy.ndarray
+        Common columns (``m x p``), the offset excluded.
+    offset : numpy.ndarray
+        The ``offset(...)`` terms of every row (zeros without an offset).
+    groups : list of FactorRows
+        Group designs (empty when group effects are left out).
+    trials : numpy.ndarray or None
+        Trials of binomial-like models when asked for.
+    labels : pandas.Index
+        The rows' labels (the data's own index, kept as is).
+    """
+
+    X: np.ndarray
+    offset: np.ndarray
+    groups: list[FactorRows]
+    trials: np.ndarray | None
+    labels: pd.Index
+
+    @property
+    def unseen(self) -> dict[str, list[str]]:
+        """Labels of unseen levels of each factor that has some."""
+        return {g.factor.label: g.new_levels for g in self.groups if g.new_levels}
+
 
 @dataclass
 class Design:
@@ -81,12 +171,14 @@ class Design:
     ----------
     spec : FormulaSpec
     data : pandas.DataFrame
-        The rows used (missing values dropped), a copy.
+        The rows used (missing values dropped), a copy with a ``0 .. n-1`` index.
     common : bambi adapter result
-        Response, common matrix, family, default priors.
+        Response, common matrix, family, default priors, offset.
     factors : list of FactorDesign
     response_name : str
         Label of the response (as written on the left of ``~``).
+    row_labels : pandas.Index
+        The user's index labels of the rows used (gaps where rows were dropped kept).
     """
 
     spec: FormulaSpec
@@ -94,6 +186,11 @@ class Design:
     common: _bambi.BambiCommon
     factors: list[FactorDesign]
     response_name: str
+    row_labels: pd.Index | None = None
+
+    def __post_init__(self) -> None:
+        if self.row_labels is None:
+            self.row_labels = pd.RangeIndex(len(self.data))
 
     @property
     def n(self) -> int:
@@ -105,6 +202,22 @@ class Design:
         """Bambi family name."""
         return self.common.family.name
 
+    @property
+    def offset(self) -> np.ndarray:
+        """Sum of the ``offset(...)`` terms of every row used (zeros without one)."""
+        offset = getattr(self.common, "offset", None)
+        return np.zeros(self.n) if offset is None else offset
+
+    @property
+    def has_offset(self) -> bool:
+        """Whether the formula has an ``offset(...)`` term."""
+        return bool(np.any(self.offset != 0))
+
+    @property
+    def needs_trials(self) -> bool:
+        """Whether the family's likelihood needs the number of trials (binomial-like)."""
+        return self.family_name in TRIALS_FAMILIES
+
     def factor(self, label: str) -> FactorDesign:
         """The factor design with this label."""
         for fac in self.factors:
@@ -112,46 +225,238 @@ class Design:
                 return fac
         raise KeyError(label)
 
+    def required_columns(self, *, include_groups: bool = True, trials: bool = False) -> list[str]:
+        """Columns new data need: predictors, grouping variables, trials (in that order)."""
+        spec = self.spec
+        texts = [spec.common]
+        if include_groups:
+            texts.extend(block.expr for block in spec.blocks)
+        names: dict[str, None] = {}
+        for text in texts:
+            names.update(dict.fromkeys(sorted(_formula_names(text))))
+        if include_groups:
+            for fac in self.factors:
+                names.update(dict.fromkeys(fac.variables))
+        if trials:
+            for expr in trials_expressions(spec.response, error=PredictionError):
+                names.update(dict.fromkeys(_expression_names(expr, self.data.columns)))
+        return list(names)
+
+    def evaluate(
+        self,
+        data: pd.DataFrame | None = None,
+        *,
+        include_groups: bool = True,
+        trials: bool = False,
+    ) -> Rows:
+        """Evaluate the design on new data (or give the fitted rows when ``data`` is None).
+
+        Parameters
+        ----------
+        data : pandas.DataFrame, optional
+            New rows with the columns the formula uses (see :meth:`required_columns`);
+            never modified. ``None``: the rows the model was fitted on.
+        include_groups : bool, default True
+            Evaluate the group terms (``False``: grouping columns are not needed).
+        trials : bool, default False
+            Evaluate the number of trials (binomial-like families).
+
+        Returns
+        -------
+        Rows
+            Common columns, offset, each factor's level indices (``-1`` for unseen levels)
+            and block columns, trials, and the rows' labels (``data.index``).
+
+        Raises
+        ------
+        PredictionError
+            ``data`` is not a non-empty DataFrame, a needed column is missing (named, with
+            close matches), has missing values or a type formulae cannot use, a fixed
+            factor has a category the fit has not seen, or the trials cannot be read.
+        """
+        if data is None:
+            return self._observed_rows(include_groups, trials)
+        return self._new_rows(data, include_groups, trials)
+
+    def _observed_rows(self, include_groups: bool, need_trials: bool) -> Rows:
+        groups = []
+        if include_groups:
+            for fac in self.factors:
+                none = np.full(self.n, -1, dtype=np.int64)
+                groups.append(FactorRows(fac, fac.index, fac.X, none, []))
+        counts = np.asarray(self.common.response)[:, 1] if need_trials else None
+        return Rows(self.common.X, self.offset, groups, counts, self.row_labels)
+
+    def _new_rows(self, data: Any, include_groups: bool, need_trials: bool) -> Rows:
+        if not isinstance(data, pd.DataFrame):
+            raise PredictionError(
+                f"data must be a pandas DataFrame of new rows, got {type(data).__name__}."
+            )
+        if len(data) == 0:
+            raise PredictionError("The new data are empty (0 rows).")
+        needed = self.required_columns(include_groups=include_groups, trials=need_trials)
+        missing = [c for c in needed if c not in data.columns]
+        if missing:
+            group_vars = {v for fac in self.factors for v in fac.variables}
+            tip = ""
+            if include_groups and set(missing) <= group_vars:
+                tip = " Pass include_groups=False for population-level predictions."
+            raise PredictionError(
+                f"Column(s) {_with_hints(missing, data.columns)} needed to predict are not in "
+                f"the new data; its columns: {', '.join(map(str, data.columns))}.{tip}"
+            )
+        frame = data.loc[:, needed]
+        bad = [c for c in needed if frame[c].isna().any()]
+        if bad:
+            raise PredictionError(
+                f"Missing values in column(s) {', '.join(map(repr, bad))} of the new data; "
+                "drop or fill those rows first."
+            )
+        frame = frame.reset_index(drop=True)
+        group_only = _group_only(self.spec, needed)
+        validate.check_column_types(frame, group_only=group_only, error=PredictionError)
+        common = self.common
+        _check_categories(common.common_design, frame, "fixed-effect")
+        groups: list[FactorRows] = []
+        if include_groups:
+            for fac in self.factors:
+                for _, matrix, _ in fac.exprs:
+                    _check_categories(matrix, frame, f"group-level ({fac.label})")
+            for fac in self.factors:
+                index, keys = fac.locate(frame)
+                new_codes, new_levels = _new_level_codes(frame, fac, index, keys)
+                groups.append(FactorRows(fac, index, np.zeros((0, 0)), new_codes, new_levels))
+        counts = None
+        if need_trials:
+            counts = trials(
+                frame, self.spec.response, error=PredictionError, where="the new data"
+            )
+
+        # evaluate only after every check passed
+        if common.common_design is None:
+            X, offset = np.zeros((len(frame), 0)), np.zeros(len(frame))
+        else:
+            try:
+                evaluated = common.common_design.evaluate_new_data(frame)
+            except Exception as err:
+                raise PredictionError(
+                    f"Cannot evaluate the fixed part {self.spec.common!r} on the new data: "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+            X, offset = _bambi.split_offset(evaluated, len(frame))
+        out = []
+        for rows in groups:
+            try:
+                block = rows.factor.design_for(frame)
+            except Exception as err:
+                raise PredictionError(
+                    f"Cannot evaluate the group terms of {rows.factor.label!r} on the new "
+                    f"data: {type(err).__name__}: {err}"
+                ) from err
+            out.append(FactorRows(rows.factor, rows.index, block, rows.new_codes,
+                                  rows.new_levels))
+        return Rows(X, offset, out, counts, data.index)
+
+
+def _new_level_codes(
+    frame: pd.DataFrame, fac: FactorDesign, index: np.ndarray, keys: list[tuple]
+) -> tuple[np.ndarray, list[str]]:
+    codes = np.full(len(index), -1, dtype=np.int64)
+    seen: dict[tuple, int] = {}
+    labels: list[str] = []
+    originals = [frame[v].to_numpy() for v in fac.variables]
+    for row in np.flatnonzero(index < 0):
+        key = keys[row]
+        if key not in seen:
+            seen[key] = len(seen)
+            labels.append(":".join(str(col[row]) for col in originals))
+        codes[row] = seen[key]
+    return codes, labels
+
+
+def _check_categories(matrix: Any, frame: pd.DataFrame, what: str) -> None:
+    """Unseen categories of categorical predictors raise, naming column and levels."""
+    if matrix is None:
+        return
+    for term in matrix.terms.values():
+        for comp in getattr(term, "components", []):
+            name = getattr(comp, "name", None)
+            levels = getattr(comp, "levels", None)
+            if getattr(comp, "kind", None) != "categoric" or levels is None:
+                continue
+            if name not in frame.columns:
+                continue
+            known = set(levels)
+            unseen = [v for v in pd.unique(frame[name]) if v not in known]
+            if unseen:
+                shown = ", ".join(map(repr, unseen[:5]))
+                fitted = ", ".join(map(repr, list(levels)[:10]))
+                raise PredictionError(
+                    f"Column {name!r} has level(s) {shown} not seen in the fit (fitted levels: "
+                    f"{fitted}); the {what} effects of an unseen category are unknown."
+                )
+
+
+# -- columns the formula uses ------------------------------------------------------------------
+
+
+def _formula_names(text: str) -> set[str]:
+    """Data names a formulae expression reads (literals such as the ``1`` of ``x + 1`` not)."""
+    import formulae
+
+    try:
+        names = {n for n in formulae.model_description(text).var_names if n}
+    except Exception as err:
+        raise FormulaError(f"Cannot read {text!r}: {type(err).__name__}: {err}") from err
+    return names
+
 
 def used_columns(spec: FormulaSpec, columns: pd.Index) -> list[str]:
     """Data columns the formula uses, in data order; unknown names raise ``DataError``."""
-    import formulae
-
     names: set[str] = set()
     texts = [spec.common] + [b.expr for b in spec.blocks]
     if isinstance(spec.response, CbindResponse):
-        names |= _names_in(spec.response.successes, columns) | _names_in(
+        names |= _cbind_names(spec.response.successes, columns) | _cbind_names(
             spec.response.failures, columns
         )
     else:
         texts.append(spec.response)
     for text in texts:
-        try:
-            names |= set(formulae.model_description(text).var_names)
-        except Exception as err:
-            raise FormulaError(f"Cannot read {text!r}: {type(err).__name__}: {err}") from err
+        names |= _formula_names(text)
     for block in spec.blocks:
         names |= set(block.factor)
     missing = sorted(n for n in names if n not in columns)
     if missing:
-        hints = []
-        for name in missing:
-            close = difflib.get_close_matches(name, [str(c) for c in columns], n=3, cutoff=0.5)
-            hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-            hints.append(f"{name!r}{hint}")
         raise DataError(
-            f"Column(s) {', '.join(hints)} used in the formula are not in the data; "
-            f"available columns: {', '.join(map(str, columns))}."
+            f"Column(s) {_with_hints(missing, columns)} used in the formula are not in the "
+            f"data; available columns: {', '.join(map(str, columns))}."
         )
     return [c for c in columns if c in names]
 
 
-def _names_in(expr: str, columns: pd.Index) -> set[str]:
+def _with_hints(missing: list[str], columns: pd.Index) -> str:
+    hints = []
+    for name in missing:
+        close = difflib.get_close_matches(name, [str(c) for c in columns], n=3, cutoff=0.5)
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        hints.append(f"{name!r}{hint}")
+    return ", ".join(hints)
+
+
+def _expression_names(expr: str, columns: pd.Index) -> list[str]:
+    if expr in columns:
+        return [expr]
+    tokens = re.findall(r"[^\W\d][\w.]*", expr)
+    return [t for t in dict.fromkeys(tokens) if t in columns]
+
+
+def _cbind_names(expr: str, columns: pd.Index) -> set[str]:
     import builtins
     import keyword
-    import re
 
-    tokens = set(re.findall(r"[A-Za-z_.][A-Za-z0-9_.]*", expr))
+    if expr in columns:
+        return {expr}
+    tokens = set(re.findall(r"[^\W\d][\w.]*", expr))
     found = {t for t in tokens if t in columns}
     # plain names that are not columns are reported as missing columns (with suggestions)
     unknown = {
@@ -164,51 +469,134 @@ def _names_in(expr: str, columns: pd.Index) -> set[str]:
     return found | unknown
 
 
-def factor_index(
-    data: pd.DataFrame, variables: tuple[str, ...], levels: list[str] | None = None
-) -> tuple[np.ndarray, list[str]]:
-    """Level labels of each row for a factor (``a:b`` joins values with ``:``).
+def _group_only(spec: FormulaSpec, columns: list[str]) -> set[str]:
+    """Columns used only as grouping variables (they never reach formulae)."""
+    texts = [spec.common, *(b.expr for b in spec.blocks)]
+    if not isinstance(spec.response, CbindResponse):
+        texts.append(spec.response)
+    in_formulae: set[str] = set()
+    for text in texts:
+        in_formulae |= _formula_names(text)
+    if isinstance(spec.response, CbindResponse):
+        for expr in (spec.response.successes, spec.response.failures):
+            in_formulae |= set(_expression_names(expr, pd.Index(columns)))
+    return {c for c in spec.variables if c in columns and c not in in_formulae}
 
-    With ``levels`` given (new data), unseen labels get index ``-1``.
+
+# -- levels of grouping factors, keyed by value ------------------------------------------------
+
+
+def _value_keys(column: pd.Series) -> np.ndarray:
+    """One hashable key per row: numbers as floats (``308 == 308.0``), others as they are."""
+    values = column
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        cats = column.cat.categories
+        if pd.api.types.is_numeric_dtype(cats) and not pd.api.types.is_bool_dtype(cats):
+            return np.asarray(column.astype(float), dtype=float)
+        values = column.astype(object)
+    elif pd.api.types.is_bool_dtype(column):
+        return np.asarray(column, dtype=float)
+    elif pd.api.types.is_numeric_dtype(column):
+        return np.asarray(column, dtype=float)
+    arr = np.asarray(values, dtype=object)
+    kind = pd.api.types.infer_dtype(arr, skipna=False)
+    if kind in ("integer", "floating", "mixed-integer-float", "decimal", "boolean"):
+        return arr.astype(float)
+    if kind == "string":
+        return np.array([str(v) for v in arr], dtype=object)
+    return arr
+
+
+def factor_levels(
+    data: pd.DataFrame, variables: tuple[str, ...]
+) -> tuple[np.ndarray, list[str], list[tuple]]:
+    """Levels of a grouping factor (``a:b``: every combination present), keyed by value.
+
+    Parameters
+    ----------
+    data : pandas.DataFrame
+        The rows used (no missing values).
+    variables : tuple of str
+        The factor's columns.
+
+    Returns
+    -------
+    index : numpy.ndarray
+        Level of every row.
+    levels : list of str
+        Unique display labels (values joined with ``:``; two value tuples that would print
+        alike are told apart by printing the tuples).
+    keys : list of tuple
+        The value tuple of each level.
+
+    Notes
+    -----
+    Order: a categorical column's category order; a numeric column's numeric order;
+    otherwise natural order of the labels (``"s2"`` before ``"s10"``).
     """
-    labels = _labels(data, variables)
-    if levels is None:
-        levels = _ordered_levels(data, variables, labels)
-    lookup = {lvl: i for i, lvl in enumerate(levels)}
-    index = np.fromiter((lookup.get(v, -1) for v in labels), dtype=np.int64, count=len(labels))
-    return index, levels
+    arrays = [_value_keys(data[v]) for v in variables]
+    codes, uniques = zip(*(pd.factorize(a) for a in arrays), strict=True)
+    if len(arrays) == 1:
+        combos, inverse = np.arange(len(uniques[0]))[:, None], codes[0]
+    else:
+        combos, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    keys = [
+        tuple(u[c] for u, c in zip(uniques, combo, strict=True)) for combo in combos.tolist()
+    ]
+    keys = [tuple(k.item() if hasattr(k, "item") else k for k in key) for key in keys]
+    first = np.full(len(keys), len(inverse), dtype=np.int64)
+    np.minimum.at(first, inverse, np.arange(len(inverse)))
+    originals = [data[v].to_numpy() for v in variables]
+    labels = [":".join(str(col[row]) for col in originals) for row in first]
+    col = data[variables[0]]
+    if len(variables) == 1 and isinstance(col.dtype, pd.CategoricalDtype):
+        cat_codes = col.cat.codes.to_numpy()
+        order = sorted(range(len(keys)), key=lambda i: cat_codes[first[i]])
+    elif len(variables) == 1 and pd.api.types.is_numeric_dtype(col):
+        order = sorted(range(len(keys)), key=lambda i: keys[i][0])
+    else:
+        order = sorted(range(len(keys)), key=lambda i: (_natural_key(labels[i]), repr(keys[i])))
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = np.arange(len(keys))
+    keys = [keys[i] for i in order]
+    levels = _unique_labels([labels[i] for i in order], [_originals_of(originals, first[i])
+                                                         for i in order])
+    return rank[inverse], levels, keys
 
 
-def _labels(data: pd.DataFrame, variables: tuple[str, ...]) -> np.ndarray:
-    parts = [data[v].astype(str).to_numpy() for v in variables]
-    if len(parts) == 1:
-        return parts[0].astype(object)
-    out = parts[0].astype(object)
-    for part in parts[1:]:
-        out = out + ":" + part.astype(object)
+def _originals_of(originals: list[np.ndarray], row: int) -> tuple:
+    """The original values of one row (for labels)."""
+    return tuple(col[row] for col in originals)
+
+
+def _unique_labels(labels: list[str], values: list[tuple]) -> list[str]:
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    if all(c == 1 for c in counts.values()):
+        return labels
+    out = []
+    for label, value in zip(labels, values, strict=True):
+        if counts[label] > 1:
+            label = "(" + ", ".join(repr(v.item() if hasattr(v, "item") else v)
+                                    for v in value) + ")"
+        out.append(label)
+    seen: dict[str, int] = {}
+    for i, label in enumerate(out):  # last resort: number what still prints alike
+        if label in seen:
+            seen[label] += 1
+            out[i] = f"{label}#{seen[label]}"
+        else:
+            seen[label] = 1
     return out
-
-
-def _ordered_levels(
-    data: pd.DataFrame, variables: tuple[str, ...], labels: np.ndarray
-) -> list[str]:
-    if len(variables) == 1:
-        col = data[variables[0]]
-        if isinstance(col.dtype, pd.CategoricalDtype):
-            present = set(labels)
-            return [str(c) for c in col.cat.categories if str(c) in present]
-        if pd.api.types.is_numeric_dtype(col):
-            return [str(v) for v in np.unique(col.to_numpy())]
-    return sorted(set(labels), key=_natural_key)
 
 
 def _natural_key(label: str) -> tuple:
     """Sort "2" before "10" and "a2" before "a10" (numbers inside labels compare as numbers)."""
-    import re
-
     return tuple(
         (0, int(part), "") if part.isdigit() else (1, 0, part)
-        for part in re.split(r"(\d+)", label)
+        for part in re.split(r"([0-9]+)", label)
         if part
     )
 
@@ -237,6 +625,9 @@ def build_design(
     """
     family = validate.check_family(family, link, spec)
     columns = used_columns(spec, data.columns)
+    validate.check_column_types(
+        data.loc[:, columns], group_only=_group_only(spec, columns), error=DataError
+    )
     frame = data.loc[:, columns].copy()
     missing = frame.isna().any(axis=1).to_numpy()
     if missing.any():
@@ -255,6 +646,7 @@ def build_design(
     if len(frame) == 0:
         raise DataError("No rows left to fit: the data are empty after dropping missing values.")
     validate.check_values(frame, spec, family)
+    row_labels = frame.index
     frame = frame.reset_index(drop=True)
 
     bambi_data = frame
@@ -264,8 +656,8 @@ def build_design(
                 f"A cbind(successes, failures) response needs family='binomial', got {family!r}."
             )
         family = "binomial"
-        succ = _evaluate(frame, spec.response.successes)
-        fail = _evaluate(frame, spec.response.failures)
+        succ = _cbind_count(frame, spec.response.successes)
+        fail = _cbind_count(frame, spec.response.failures)
         if np.any(succ < 0) or np.any(fail < 0):
             raise DataError(
                 f"{spec.response} has negative successes or failures "
@@ -284,25 +676,17 @@ def build_design(
         common=common,
         factors=factors,
         response_name=spec.response_text,
+        row_labels=row_labels,
     )
     validate.check_group_structure(design)
     return design
 
 
-def _evaluate(frame: pd.DataFrame, expr: str) -> np.ndarray:
-    if expr in frame.columns:
-        values = frame[expr]
-    else:
-        try:
-            values = frame.eval(expr)
-        except Exception as err:
-            raise DataError(f"Cannot evaluate cbind argument {expr!r}: {err}") from err
-    if not pd.api.types.is_numeric_dtype(values):
-        raise DataError(f"cbind argument {expr!r} must be numeric counts.")
-    arr = np.asarray(values, dtype=float)
-    if np.any(arr != np.round(arr)):
-        raise DataError(f"cbind argument {expr!r} must hold whole-number counts.")
-    return arr.astype(np.int64)
+def _cbind_count(frame: pd.DataFrame, expr: str) -> np.ndarray:
+    try:
+        return evaluate_count(frame, expr)
+    except DataError as err:
+        raise DataError(f"cbind argument {expr!r}: {err}") from err
 
 
 def _factor_designs(spec: FormulaSpec, frame: pd.DataFrame) -> list[FactorDesign]:
@@ -325,7 +709,7 @@ def _factor_designs(spec: FormulaSpec, frame: pd.DataFrame) -> list[FactorDesign
         for term_name, term in matrix.terms.items():
             names.extend(term.labels if hasattr(term, "labels") else [term_name])
         if label not in out:
-            index, levels = factor_index(frame, block.factor)
+            index, levels, keys = factor_levels(frame, block.factor)
             if len(levels) < 2:
                 raise DataError(
                     f"The grouping factor {label!r} has only {len(levels)} level; group "
@@ -340,6 +724,7 @@ def _factor_designs(spec: FormulaSpec, frame: pd.DataFrame) -> list[FactorDesign
                 terms=[],
                 subblocks=[],
                 exprs=[],
+                keys=keys,
             )
         fac = out[label]
         clash = sorted(set(names) & set(fac.terms))

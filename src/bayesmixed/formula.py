@@ -2,7 +2,8 @@
 
 This is the first stage of the pipeline. It understands the parts of lme4's syntax that
 Bambi/formulae do not: correlated blocks ``(x | g)``, uncorrelated blocks ``(x || g)``,
-nesting ``(1 | a/b)``, and ``cbind(successes, failures)`` responses. Everything else, the
+nesting ``(1 | a/b)``, ``cbind(successes, failures)`` responses, and patsy's quoted names
+``Q("my col")`` (rewritten as formulae's backtick names). Everything else, the
 common (fixed) part and the expression inside each bar, is handed on as text to formulae,
 which builds the design matrices in :mod:`bayesmixed.design`.
 
@@ -25,7 +26,9 @@ from bayesmixed.errors import FormulaError
 
 __all__ = ["CbindResponse", "FormulaSpec", "GroupBlock", "parse_formula"]
 
-_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$|^`[^`]+`$")
+# a column name: Python-like identifiers in any script (``sujeto_ñ``), dots allowed, or any
+# text in backticks
+_NAME = re.compile(r"^(?:[^\W\d]|\.)[\w.]*$|^`[^`]+`$")
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ def parse_formula(formula: str) -> FormulaSpec:
         raise FormulaError(
             f"The formula must be a string such as 'y ~ x + (x | g)', got {type(formula).__name__}."
         )
-    text = " ".join(formula.split())
+    text = _unquote(" ".join(formula.split()))
     if not text:
         raise FormulaError("The formula is empty; write it as 'response ~ terms', e.g. 'y ~ x'.")
     _check_parentheses(text)
@@ -188,6 +191,15 @@ def parse_formula(formula: str) -> FormulaSpec:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+# patsy's Q("my col") quotes a column name; formulae writes it `my col`
+_Q_CALL = re.compile(r"""\bQ\(\s*(["'])([^"'`]*?)\1\s*\)""")
+
+
+def _unquote(text: str) -> str:
+    """Rewrite ``Q("my col")`` as formulae's backtick name ```my col```."""
+    return _Q_CALL.sub(lambda m: f"`{m.group(2)}`", text)
+
 
 
 def _check_parentheses(text: str) -> None:

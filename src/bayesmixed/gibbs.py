@@ -186,7 +186,7 @@ def sample_gibbs(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
     start = time.perf_counter()
     factors, p_aug, XaXa_np, m0, s0 = _setup(design, priors)
     common = design.common
-    y_np = np.asarray(common.response, dtype=float)
+    y_np = np.asarray(common.response, dtype=float) - design.offset  # offset(...) known
     n, p = common.X.shape
     y = jnp.asarray(y_np)
     X = jnp.asarray(common.X)

@@ -526,7 +526,7 @@ def prepare(design: Any, priors: Any) -> MarginalProblem:
     data: dict[str, np.ndarray] = {}
     layout = _build_layout(design, priors, data)
     fac = design.factors[0]
-    y = np.asarray(design.common.response, dtype=float)
+    y = np.asarray(design.common.response, dtype=float) - design.offset  # offset(...) known
     X = np.asarray(design.common.X, dtype=float)
     Z = np.asarray(fac.X, dtype=float)
     idx = np.asarray(fac.index)
@@ -656,7 +656,7 @@ def marginal_loglik(problem: MarginalProblem, beta: np.ndarray, sd: np.ndarray,
 def _initial_theta(problem: MarginalProblem, design: Any) -> np.ndarray:
     layout, data = problem.layout, problem.data
     fac = design.factors[0]
-    y = np.asarray(design.common.response, dtype=float)
+    y = np.asarray(design.common.response, dtype=float) - design.offset  # offset(...) known
     resid = float(np.sqrt(data["yty0"] / max(len(y) - layout.n_beta, 1))) or 1.0
     theta = np.zeros(layout.dim)
     theta[: layout.n_beta] = data["beta_ref"]

@@ -33,8 +33,6 @@ Examples
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -44,10 +42,9 @@ import pandas as pd
 import xarray as xr
 
 from bayesmixed import _bambi
-from bayesmixed.design import Design, FactorDesign, factor_index
-from bayesmixed.design import _labels as _level_labels
+from bayesmixed.design import Design, FactorDesign, Rows
 from bayesmixed.errors import FitError, PredictionError
-from bayesmixed.formula import CbindResponse, _split_top
+from bayesmixed.response import TRIALS_FAMILIES
 from bayesmixed.summary import _qlabel
 
 if TYPE_CHECKING:
@@ -68,8 +65,6 @@ __all__ = [
 KINDS = ("mean", "response", "linear")
 NEW_GROUPS = ("error", "gaussian", "uncertainty", "old_levels")
 
-# families whose likelihood needs the number of trials (Bambi's binomial-like families)
-_TRIALS_FAMILIES = ("binomial", "beta_binomial", "zero_inflated_binomial")
 # elements of one (draws x rows) block pushed through the family at a time
 _CHUNK = 2_000_000
 
@@ -83,14 +78,19 @@ class Prediction:
     Attributes
     ----------
     draws : xarray.DataArray
-        Dims ``(chain, draw, row)``; the ``row`` coordinate holds the index of the data
-        predicted (``0 .. n-1`` for the observed rows).
+        Dims ``(chain, draw, row)``; the ``row`` coordinate holds the labels of the rows
+        predicted: the new data's index, or the fitted data's index labels of the rows used
+        (gaps where rows with missing values were dropped are kept; tuples for a
+        MultiIndex).
     kind : str
         ``"mean"``, ``"response"`` or ``"linear"``.
     include_groups : bool
         Whether group effects were included.
     new_groups : str
         How effects of unseen levels were drawn.
+    index : pandas.Index, optional
+        The rows' labels as a pandas index (names and MultiIndex levels kept); the index of
+        :meth:`summary`, so ``data.join(pred.summary())`` lines up.
 
     Examples
     --------
@@ -104,6 +104,7 @@ class Prediction:
     kind: str
     include_groups: bool = True
     new_groups: str = "error"
+    index: pd.Index | None = None
 
     def summary(self, quantiles: Sequence[float] = (0.025, 0.5, 0.975)) -> pd.DataFrame:
         """Posterior mean, SD and quantiles of every row.
@@ -130,7 +131,9 @@ class Prediction:
         out = {"mean": flat.mean(axis=0), "sd": flat.std(axis=0, ddof=1)}
         for q, value in zip(probs, np.quantile(flat, probs, axis=0), strict=True):
             out[_qlabel(q)] = value
-        index = pd.Index(self.draws["row"].values, name="row")
+        index = self.index
+        if index is None:
+            index = pd.Index(self.draws["row"].values, name="row")
         return pd.DataFrame(out, index=index)
 
     def __repr__(self) -> str:
@@ -211,11 +214,10 @@ def predict(
         raise PredictionError(f"include_groups must be True or False, got {include_groups!r}.")
     rng = _rng(random_seed)
     design = fit.design
-    need_trials = kind == "response" and _needs_trials(design)
-    if data is None:
-        rows = _observed_rows(design, bool(include_groups), need_trials)
-    else:
-        rows = _new_rows(design, data, bool(include_groups), need_trials, new_groups)
+    need_trials = kind == "response" and design.needs_trials
+    rows = design.evaluate(data, include_groups=bool(include_groups), trials=need_trials)
+    if rows.unseen and new_groups == "error":
+        _refuse_unseen(rows.unseen)
     posterior = fit.posterior
     eta = _linear_predictor(posterior, design, rows, new_groups, rng)
     if kind == "linear":
@@ -233,11 +235,11 @@ def predict(
         coords={
             "chain": posterior["chain"].values,
             "draw": posterior["draw"].values,
-            "row": rows.labels,
+            "row": _coordinate(rows.labels),
         },
         name=design.response_name,
     )
-    return Prediction(draws, kind, bool(include_groups), new_groups)
+    return Prediction(draws, kind, bool(include_groups), new_groups, _summary_index(rows.labels))
 
 
 def new_group_effects(
@@ -367,7 +369,7 @@ def log_likelihood(fit: Fit) -> xr.DataTree:
     """
     design = fit.design
     posterior = fit.posterior
-    rows = _observed_rows(design, True, False)
+    rows = design.evaluate()
     eta = _linear_predictor(posterior, design, rows, "error", _rng(None))
     graph = _FamilyGraph(design)
     values = graph.logp(eta, _aux_draws(posterior, design), np.asarray(design.common.response))
@@ -453,212 +455,6 @@ def compare(fits: Mapping[str, Fit], **kwargs: Any) -> pd.DataFrame:
     return az.compare({name: log_likelihood(fit) for name, fit in fits.items()}, **kwargs)
 
 
-# -- rows to predict -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """The rows to predict, evaluated: common design, group indices and block columns."""
-
-    X: np.ndarray
-    groups: list[tuple[FactorDesign, np.ndarray, np.ndarray, np.ndarray]]
-    labels: np.ndarray
-    trials: np.ndarray | None
-
-
-def _observed_rows(design: Design, include_groups: bool, need_trials: bool) -> _Rows:
-    groups = []
-    if include_groups:
-        for fac in design.factors:
-            groups.append((fac, fac.index, fac.X, np.empty(0, dtype=object)))
-    trials = None
-    if need_trials:
-        trials = np.asarray(design.common.response)[:, 1]
-    return _Rows(design.common.X, groups, np.arange(design.n), trials)
-
-
-def _new_rows(
-    design: Design,
-    data: Any,
-    include_groups: bool,
-    need_trials: bool,
-    new_groups: str,
-) -> _Rows:
-    if not isinstance(data, pd.DataFrame):
-        raise PredictionError(
-            f"data must be a pandas DataFrame of new rows, got {type(data).__name__}."
-        )
-    if len(data) == 0:
-        raise PredictionError("The new data are empty (0 rows).")
-    needed = _required_columns(design, include_groups, need_trials)
-    missing = [c for c in needed if c not in data.columns]
-    if missing:
-        hints = []
-        for name in missing:
-            close = difflib.get_close_matches(name, [str(c) for c in data.columns], 3, 0.5)
-            maybe = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
-            hints.append(f"{name!r}{maybe}")
-        group_vars = {v for fac in design.factors for v in fac.variables}
-        tip = ""
-        if include_groups and set(missing) <= group_vars:
-            tip = " Pass include_groups=False for population-level predictions."
-        raise PredictionError(
-            f"Column(s) {', '.join(hints)} needed to predict are not in the "
-            f"new data; its columns: {', '.join(map(str, data.columns))}.{tip}"
-        )
-    frame = data.loc[:, needed].copy()
-    bad = [c for c in needed if frame[c].isna().any()]
-    if bad:
-        raise PredictionError(
-            f"Missing values in column(s) {', '.join(map(repr, bad))} of the new data; "
-            "drop or fill those rows first."
-        )
-    common = design.common
-    _check_categories(common.common_design, frame, "fixed-effect")
-    if include_groups:
-        for fac in design.factors:
-            for _, matrix, _ in fac.exprs:
-                _check_categories(matrix, frame, f"group-level ({fac.label})")
-
-    groups = []
-    if include_groups:
-        unseen: dict[str, list[str]] = {}
-        for fac in design.factors:
-            index, _ = factor_index(frame, fac.variables, fac.levels)
-            labels = _level_labels(frame, fac.variables)
-            new_labels = labels[index < 0]
-            if new_labels.size:
-                unseen[fac.label] = list(pd.unique(new_labels))
-            groups.append((fac, index, None, new_labels))
-        if unseen and new_groups == "error":
-            parts = []
-            for label, levels in unseen.items():
-                shown = ", ".join(map(repr, levels[:5]))
-                more = f" and {len(levels) - 5} more" if len(levels) > 5 else ""
-                parts.append(f"level(s) {shown}{more} of the grouping factor {label!r}")
-            raise PredictionError(
-                f"The new data have {'; '.join(parts)}, not seen in the fit. Pass "
-                "new_groups='gaussian' (draw effects from the fitted normal), 'uncertainty' "
-                "or 'old_levels' to predict new groups, or include_groups=False for "
-                "population-level predictions."
-            )
-    trials = _trials(design, frame) if need_trials else None
-
-    # evaluate only after every check passed
-    if common.X.shape[1] == 0 or common.common_design is None:
-        X = np.zeros((len(frame), 0))
-    else:
-        try:
-            new_X = common.common_design.evaluate_new_data(frame)
-            X = np.asarray(new_X.design_matrix, dtype=float)
-        except Exception as err:
-            raise PredictionError(
-                f"Cannot evaluate the fixed part {design.spec.common!r} on the new data: "
-                f"{type(err).__name__}: {err}"
-            ) from err
-    evaluated = []
-    for fac, index, _, new_labels in groups:
-        try:
-            block = fac.design_for(frame)
-        except Exception as err:
-            raise PredictionError(
-                f"Cannot evaluate the group terms of {fac.label!r} on the new data: "
-                f"{type(err).__name__}: {err}"
-            ) from err
-        evaluated.append((fac, index, block, new_labels))
-    return _Rows(X, evaluated, np.asarray(data.index), trials)
-
-
-def _required_columns(design: Design, include_groups: bool, need_trials: bool) -> list[str]:
-    import formulae
-
-    spec = design.spec
-    texts = [spec.common]
-    if include_groups:
-        texts.extend(block.expr for block in spec.blocks)
-    names: dict[str, None] = {}
-    for text in texts:
-        names.update(dict.fromkeys(sorted(formulae.model_description(text).var_names)))
-    if include_groups:
-        for fac in design.factors:
-            names.update(dict.fromkeys(fac.variables))
-    if need_trials:
-        for expr in _trials_expressions(design):
-            names.update(dict.fromkeys(_names_in(expr, design.data.columns)))
-    return list(names)
-
-
-def _names_in(expr: str, columns: pd.Index) -> list[str]:
-    if expr in columns:
-        return [expr]
-    tokens = re.findall(r"[A-Za-z_.][A-Za-z0-9_.]*", expr)
-    return [t for t in dict.fromkeys(tokens) if t in columns]
-
-
-def _check_categories(matrix: Any, frame: pd.DataFrame, what: str) -> None:
-    """Unseen categories of categorical predictors raise, naming column and levels."""
-    if matrix is None:
-        return
-    for term in matrix.terms.values():
-        for comp in getattr(term, "components", []):
-            name = getattr(comp, "name", None)
-            levels = getattr(comp, "levels", None)
-            if getattr(comp, "kind", None) != "categoric" or levels is None:
-                continue
-            if name not in frame.columns:
-                continue
-            known = set(levels)
-            unseen = [v for v in pd.unique(frame[name]) if v not in known]
-            if unseen:
-                shown = ", ".join(map(repr, unseen[:5]))
-                fitted = ", ".join(map(repr, list(levels)[:10]))
-                raise PredictionError(
-                    f"Column {name!r} has level(s) {shown} not seen in the fit (fitted levels: "
-                    f"{fitted}); the {what} effects of an unseen category are unknown."
-                )
-
-
-# -- trials of binomial models -------------------------------------------------------------------
-
-
-def _needs_trials(design: Design) -> bool:
-    return design.family_name in _TRIALS_FAMILIES
-
-
-def _trials_expressions(design: Design) -> list[str]:
-    """Expressions whose sum is the number of trials of a binomial response."""
-    response = design.spec.response
-    if isinstance(response, CbindResponse):
-        return [response.successes, response.failures]
-    match = re.fullmatch(r"\s*p\s*\((.*)\)\s*", response)
-    if match:
-        args = [a.strip() for a in _split_top(match.group(1), ",")]
-        if len(args) == 2 and args[1]:
-            return [args[1]]
-    raise PredictionError(
-        f"Cannot tell the number of trials from the response {response!r}; write it as "
-        "cbind(successes, failures) or p(successes, trials)."
-    )
-
-
-def _trials(design: Design, frame: pd.DataFrame) -> np.ndarray:
-    total = np.zeros(len(frame), dtype=np.int64)
-    for expr in _trials_expressions(design):
-        try:
-            values = frame[expr] if expr in frame.columns else frame.eval(expr)
-        except Exception as err:
-            raise PredictionError(
-                f"Cannot evaluate {expr!r} on the new data for the binomial trials: {err}"
-            ) from err
-        arr = np.asarray(values, dtype=float)
-        if np.any(arr < 0) or np.any(arr != np.round(arr)):
-            raise PredictionError(
-                f"{expr!r} must hold non-negative whole-number counts in the new data."
-            )
-        total += arr.astype(np.int64)
-    return total
-
-
 # -- draws ---------------------------------------------------------------------------------------
 
 
@@ -680,23 +476,24 @@ def _aux_draws(posterior: xr.Dataset, design: Design) -> list[np.ndarray]:
 def _linear_predictor(
     posterior: xr.Dataset,
     design: Design,
-    rows: _Rows,
+    rows: Rows,
     new_groups: str,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Draws ``(chain, draw, row)`` of the linear predictor, group effects gathered by index."""
     beta = _beta_draws(posterior, design)
     eta = beta @ rows.X.T if rows.X.shape[1] else np.zeros((*beta.shape[:2], len(rows.labels)))
-    for fac, index, block, new_labels in rows.groups:
+    eta = eta + rows.offset
+    for group in rows.groups:
+        fac, block = group.factor, group.X
         effects = posterior[f"r_{fac.label}"].values
-        index = np.asarray(index)
+        index = np.asarray(group.index)
         unseen = index < 0
         if unseen.any():
-            codes, uniques = pd.factorize(new_labels)
-            new = _new_effects(posterior, fac, len(uniques), new_groups, rng)
+            new = _new_effects(posterior, fac, len(group.new_levels), new_groups, rng)
             effects = np.concatenate([effects, new], axis=2)
             index = index.copy()
-            index[unseen] = len(fac.levels) + codes
+            index[unseen] = len(fac.levels) + group.new_codes[unseen]
         for k in range(block.shape[1]):
             column = block[:, k]
             if np.any(column != 0):
@@ -758,7 +555,7 @@ class _FamilyGraph:
         common = design.common
         family = common.family
         response = np.asarray(common.response)
-        if response.ndim > 1 and design.family_name not in _TRIALS_FAMILIES:
+        if response.ndim > 1 and design.family_name not in TRIALS_FAMILIES:
             raise PredictionError(
                 f"Predictions for the {design.family_name!r} family (a multi-column response) "
                 "are not supported."
@@ -854,6 +651,39 @@ def _with_group(fit: Fit, group: str, values: np.ndarray) -> xr.DataTree:
     tree = fit.idata.copy()
     tree[group] = xr.DataTree(dataset)
     return tree
+
+
+# -- rows ---------------------------------------------------------------------------------------
+
+
+def _refuse_unseen(unseen: dict[str, list[str]]) -> None:
+    parts = []
+    for label, levels in unseen.items():
+        shown = ", ".join(map(repr, levels[:5]))
+        more = f" and {len(levels) - 5} more" if len(levels) > 5 else ""
+        parts.append(f"level(s) {shown}{more} of the grouping factor {label!r}")
+    raise PredictionError(
+        f"The new data have {'; '.join(parts)}, not seen in the fit. Pass "
+        "new_groups='gaussian' (draw effects from the fitted normal), 'uncertainty' "
+        "or 'old_levels' to predict new groups, or include_groups=False for "
+        "population-level predictions."
+    )
+
+
+def _coordinate(labels: pd.Index) -> np.ndarray:
+    """The ``row`` coordinate: the labels, tuples for a MultiIndex (one flat dimension)."""
+    if isinstance(labels, pd.MultiIndex):
+        out = np.empty(len(labels), dtype=object)
+        out[:] = list(labels)
+        return out
+    return labels.to_numpy()
+
+
+def _summary_index(labels: pd.Index) -> pd.Index:
+    """The rows' labels as the summary's index (unnamed single indexes are called ``row``)."""
+    if isinstance(labels, pd.MultiIndex) or labels.name is not None:
+        return labels.copy()
+    return labels.rename("row")
 
 
 # -- validation ----------------------------------------------------------------------------------

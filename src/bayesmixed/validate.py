@@ -40,12 +40,14 @@ import numpy as np
 import pandas as pd
 
 from bayesmixed.errors import (
+    BayesMixedError,
     DataError,
     FamilyError,
     IdentifiabilityWarning,
     PriorError,
 )
 from bayesmixed.formula import CbindResponse, FormulaSpec
+from bayesmixed.response import evaluate_count, p_arguments
 
 if TYPE_CHECKING:
     from bayesmixed.design import Design
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "UNSUPPORTED_FAMILIES",
+    "check_column_types",
     "check_family",
     "check_group_structure",
     "check_priors",
@@ -199,6 +202,16 @@ def check_family(
                 f"link must map parameter names to link names, e.g. {{{parent!r}: "
                 f"{default!r}}}, got {dict(link)!r}."
             )
+        params = _bambi.family_parameters(name)
+        unknown = [k for k in link if k not in params]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], params, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise FamilyError(
+                f"link has key(s) {', '.join(map(repr, unknown))}{hint}, but family {name!r} "
+                f"has the parameters {', '.join(map(repr, params))}; key the link by one of "
+                f"them, e.g. link={{{parent!r}: {default!r}}}."
+            )
         if parent not in link:
             return name
         chosen = link[parent]
@@ -219,6 +232,74 @@ def check_family(
 
 def _is_p_call(text: str) -> bool:
     return re.fullmatch(r"\s*p\s*\(.*\)\s*", text) is not None
+
+
+# -- column types ----------------------------------------------------------------------------
+
+_DATETIME_KINDS = frozenset(
+    {"datetime", "datetime64", "date", "time", "timedelta", "timedelta64", "period"}
+)
+
+
+def check_column_types(
+    frame: pd.DataFrame,
+    *,
+    group_only: set[str] | frozenset[str] = frozenset(),
+    error: type[BayesMixedError] = DataError,
+) -> None:
+    """Refuse column types formulae cannot read, before any of it reaches formulae.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The used columns (not modified).
+    group_only : set of str
+        Columns used only as grouping variables: dates are fine there (levels are matched
+        by value), mixed types are not.
+    error : type
+        ``DataError`` when fitting, ``PredictionError`` for new data.
+
+    Raises
+    ------
+    BayesMixedError
+        ``error`` naming the column, its dtype and the conversion to make: for dates, times
+        and durations, and for object columns mixing types (numbers and text).
+    """
+    for column in frame.columns:
+        values = frame[column]
+        dtype = values.dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            continue
+        if pd.api.types.is_object_dtype(dtype):
+            kind = pd.api.types.infer_dtype(values, skipna=True)
+        elif isinstance(dtype, pd.PeriodDtype):
+            kind = "period"
+        elif pd.api.types.is_datetime64_any_dtype(dtype):
+            kind = "datetime64"
+        elif pd.api.types.is_timedelta64_dtype(dtype):
+            kind = "timedelta64"
+        else:
+            continue
+        if kind in _DATETIME_KINDS and column not in group_only:
+            if "timedelta" in kind:
+                fix = f"df[{column!r}].dt.total_seconds() / 86400 (days)"
+            else:
+                fix = (
+                    f"(df[{column!r}] - df[{column!r}].min()).dt.days (days since the "
+                    "first date)"
+                )
+            raise error(
+                f"Column {column!r} holds dates or times (dtype {dtype}, {kind}), which a "
+                f"formula cannot use as a predictor; convert it to numbers first, e.g. {fix}."
+            )
+        if kind in ("mixed", "mixed-integer"):
+            types = sorted({type(v).__name__ for v in values.dropna()})
+            raise error(
+                f"Column {column!r} (dtype {dtype}) mixes values of types "
+                f"{', '.join(types)}; convert it to one type first, e.g. "
+                f"df[{column!r}].astype(str) for labels or pandas.to_numeric(df[{column!r}]) "
+                "for numbers."
+            )
 
 
 # -- values ----------------------------------------------------------------------------------
@@ -270,19 +351,20 @@ def check_values(frame: pd.DataFrame, spec: FormulaSpec, family: str) -> None:
     if text in frame.columns:
         _check_response_column(frame[text], text, family)
         return
-    match = re.fullmatch(r"p\s*\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)", text)
-    if match and all(m in frame.columns for m in match.groups()):
-        succ, trials = (frame[m] for m in match.groups())
-        for col, label in ((succ, match.group(1)), (trials, match.group(2))):
-            if not pd.api.types.is_numeric_dtype(col):
-                raise DataError(
-                    f"{label!r} in {text!r} must hold numbers (counts), got {col.dtype}."
-                )
+    args = p_arguments(text)
+    if args is not None and all(_names_columns(a, frame) for a in args):
+        succ, trials = (evaluate_count(frame, a, where=f"the response {text!r}") for a in args)
         check_support(np.column_stack([succ, trials]).astype(float), family, text)
         return
     values = _evaluate_response(frame, text)
     if values is not None and (values.ndim == 1 or family in _TRIALS):
         check_support(values, family, text)
+
+
+def _names_columns(expr: str, frame: pd.DataFrame) -> bool:
+    """Whether every name in a count expression (``n``, ``n - k``) is a column."""
+    names = re.findall(r"[^\W\d][\w]*", expr)
+    return bool(names) and all(name in frame.columns for name in names)
 
 
 def _evaluate_response(frame: pd.DataFrame, text: str) -> np.ndarray | None:

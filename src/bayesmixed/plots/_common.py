@@ -240,8 +240,8 @@ def predict_band(
 
 def _trials(fit: Fit, data: pd.DataFrame) -> np.ndarray:
     """Trials (successes + failures) of a ``cbind`` response in ``data``."""
-    from bayesmixed.design import _evaluate
     from bayesmixed.formula import CbindResponse
+    from bayesmixed.response import trials
 
     response = fit.design.spec.response
     if not isinstance(response, CbindResponse):  # pragma: no cover - p(k, n) responses
@@ -249,8 +249,8 @@ def _trials(fit: Fit, data: pd.DataFrame) -> np.ndarray:
             "Response draws of this binomial model cannot be turned into proportions; "
             "use kind='mean'."
         )
-    trials = _evaluate(data, response.successes) + _evaluate(data, response.failures)
-    return np.where(trials > 0, trials, np.nan)
+    counts = trials(data, response)
+    return np.where(counts > 0, counts, np.nan)
 
 
 def draw_band(
