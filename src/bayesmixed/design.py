@@ -95,6 +95,11 @@ class FactorDesign:
     def locate(self, data: pd.DataFrame) -> tuple[np.ndarray, list[tuple]]:
         """Level of every row of ``data`` by value (``-1`` for levels not in the fit).
 
+        Values match when equal as values (``308``, ``308.0`` and ``np.int64(308)`` are one
+        level); a value that matches no level exactly but prints as exactly one level's
+        value does (the number ``308`` finds the text level ``"308"``). Text is never read
+        as a number: ``"01"`` is not ``1``.
+
         Returns
         -------
         index : numpy.ndarray
@@ -106,7 +111,31 @@ class FactorDesign:
         arrays = [_value_keys(data[v]) for v in self.variables]
         keys = list(zip(*(a.tolist() for a in arrays), strict=True))
         index = np.fromiter((lookup.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        if np.any(index < 0):
+            texts: dict[tuple, int] = {}
+            for i, key in enumerate(self.keys):
+                text = _canonical(key)
+                texts[text] = -2 if text in texts else i  # -2: prints like two levels
+            for row in np.flatnonzero(index < 0):
+                found = texts.get(_canonical(keys[row]), -1)
+                index[row] = max(found, -1)
         return index, keys
+
+
+def _canonical(key: tuple) -> tuple:
+    """A level's values as text, whole numbers without a decimal point (``308.0 -> "308"``)."""
+    out = []
+    for value in key:
+        if isinstance(value, bool | np.bool_):
+            out.append(str(value))
+        elif isinstance(value, int | np.integer):
+            out.append(str(int(value)))
+        elif isinstance(value, float | np.floating):
+            value = float(value)
+            out.append(str(int(value)) if value.is_integer() else repr(value))
+        else:
+            out.append(str(value))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -314,7 +343,9 @@ class Design:
             )
         frame = frame.reset_index(drop=True)
         group_only = _group_only(self.spec, needed)
-        validate.check_column_types(frame, group_only=group_only, error=PredictionError)
+        validate.check_column_types(
+            frame, group_only=group_only, error=PredictionError, mixed_groups_ok=True
+        )
         common = self.common
         _check_categories(common.common_design, frame, "fixed-effect")
         groups: list[FactorRows] = []

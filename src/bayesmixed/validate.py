@@ -246,6 +246,7 @@ def check_column_types(
     *,
     group_only: set[str] | frozenset[str] = frozenset(),
     error: type[BayesMixedError] = DataError,
+    mixed_groups_ok: bool = False,
 ) -> None:
     """Refuse column types formulae cannot read, before any of it reaches formulae.
 
@@ -258,6 +259,9 @@ def check_column_types(
         by value), mixed types are not.
     error : type
         ``DataError`` when fitting, ``PredictionError`` for new data.
+    mixed_groups_ok : bool, default False
+        Accept mixed types in grouping-only columns (new data: each value is matched to
+        the fitted levels by value).
 
     Raises
     ------
@@ -292,7 +296,7 @@ def check_column_types(
                 f"Column {column!r} holds dates or times (dtype {dtype}, {kind}), which a "
                 f"formula cannot use as a predictor; convert it to numbers first, e.g. {fix}."
             )
-        if kind in ("mixed", "mixed-integer"):
+        if kind in ("mixed", "mixed-integer") and not (mixed_groups_ok and column in group_only):
             types = sorted({type(v).__name__ for v in values.dropna()})
             raise error(
                 f"Column {column!r} (dtype {dtype}) mixes values of types "
