@@ -229,10 +229,21 @@ def test_interaction_keys_are_value_tuples():
     assert len(set(fac.levels)) == 4  # labels stay unique
     assert set(fac.keys) == {("x:y", "z"), ("x", "y:z"), ("p", "q"), ("p", "r")}
     assert "p:q" in fac.levels
+    # both pairs print "x:y:z": shown as tuples instead, so coordinates stay unique
+    assert {"('x:y', 'z')", "('x', 'y:z')"} <= set(fac.levels)
     first, second = fac.index[0], fac.index[1]
     assert first != second
     index, _ = fac.locate(pd.DataFrame({"a": ["x", "x:y", "x:y"], "b": ["y:z", "z", "y"]}))
     assert index.tolist() == [second, first, -1]
+
+
+def test_interaction_levels_sort_by_each_variable():
+    data = pd.DataFrame({"y": np.arange(8.0), "a": ["s10", "s2"] * 4,
+                         "b": [10, 10, 2, 2, 1.5, 1.5, 1.25, 1.25]})
+    fac = design("y ~ 1 + (1 | a:b)", data).factor("a:b")
+    assert fac.levels == ["s2:1.25", "s2:1.5", "s2:2.0", "s2:10.0",
+                          "s10:1.25", "s10:1.5", "s10:2.0", "s10:10.0"]
+    assert [fac.levels[i] for i in fac.index[:2]] == ["s10:10.0", "s2:10.0"]
 
 
 def test_interaction_of_numbers_matches_by_value(sleep):

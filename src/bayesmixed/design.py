@@ -562,43 +562,55 @@ def factor_levels(
 
     Notes
     -----
-    Order: a categorical column's category order; a numeric column's numeric order;
-    otherwise natural order of the labels (``"s2"`` before ``"s10"``).
+    Order, per variable (an interaction sorts by the first, then the second...): a
+    categorical column's category order; a numeric column's numeric order; otherwise
+    natural order of the labels (``"s2"`` before ``"s10"``).
     """
-    arrays = [_value_keys(data[v]) for v in variables]
-    codes, uniques = zip(*(pd.factorize(a) for a in arrays), strict=True)
-    if len(arrays) == 1:
-        combos, inverse = np.arange(len(uniques[0]))[:, None], codes[0]
-    else:
-        combos, inverse = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-    keys = [
-        tuple(u[c] for u, c in zip(uniques, combo, strict=True)) for combo in combos.tolist()
-    ]
-    keys = [tuple(k.item() if hasattr(k, "item") else k for k in key) for key in keys]
-    first = np.full(len(keys), len(inverse), dtype=np.int64)
-    np.minimum.at(first, inverse, np.arange(len(inverse)))
-    originals = [data[v].to_numpy() for v in variables]
-    labels = [":".join(str(col[row]) for col in originals) for row in first]
-    col = data[variables[0]]
-    if len(variables) == 1 and isinstance(col.dtype, pd.CategoricalDtype):
-        cat_codes = col.cat.codes.to_numpy()
-        order = sorted(range(len(keys)), key=lambda i: cat_codes[first[i]])
-    elif len(variables) == 1 and pd.api.types.is_numeric_dtype(col):
-        order = sorted(range(len(keys)), key=lambda i: keys[i][0])
-    else:
-        order = sorted(range(len(keys)), key=lambda i: (_natural_key(labels[i]), repr(keys[i])))
-    rank = np.empty(len(keys), dtype=np.int64)
-    rank[order] = np.arange(len(keys))
-    keys = [keys[i] for i in order]
-    levels = _unique_labels([labels[i] for i in order], [_originals_of(originals, first[i])
-                                                         for i in order])
-    return rank[inverse], levels, keys
+    ranks, uniques, labels = [], [], []
+    for name in variables:
+        rank, unique, label = _variable_levels(data[name])
+        ranks.append(rank)
+        uniques.append(unique)
+        labels.append(label)
+    sizes = [len(u) for u in uniques]
+    if len(variables) == 1:
+        combos, inverse = np.arange(sizes[0])[:, None], ranks[0]
+    elif float(np.prod(np.asarray(sizes, dtype=float))) < 2.0**62:
+        code = np.zeros(len(data), dtype=np.int64)
+        for rank, size in zip(ranks, sizes, strict=True):
+            code = code * size + rank
+        flat, inverse = np.unique(code, return_inverse=True)
+        combos = np.empty((len(flat), len(sizes)), dtype=np.int64)
+        for j in range(len(sizes) - 1, -1, -1):
+            combos[:, j] = flat % sizes[j]
+            flat = flat // sizes[j]
+    else:  # pragma: no cover - more combinations than an int64 can number
+        combos, inverse = np.unique(np.stack(ranks, axis=1), axis=0, return_inverse=True)
+    combos = combos.tolist()
+    keys = [tuple(uniques[j][c] for j, c in enumerate(combo)) for combo in combos]
+    texts = [":".join(labels[j][c] for j, c in enumerate(combo)) for combo in combos]
+    return np.asarray(inverse, dtype=np.int64).reshape(-1), _unique_labels(texts, keys), keys
 
 
-def _originals_of(originals: list[np.ndarray], row: int) -> tuple:
-    """The original values of one row (for labels)."""
-    return tuple(col[row] for col in originals)
+def _variable_levels(column: pd.Series) -> tuple[np.ndarray, list, list[str]]:
+    """Sorted level rank of every row, the keys and the labels of one grouping column."""
+    codes, unique = pd.factorize(_value_keys(column))
+    _, first = np.unique(codes, return_index=True)  # factorize numbers in order of appearance
+    originals = column.to_numpy()[first]
+    labels = [str(v) for v in originals]
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        order = np.argsort(column.cat.codes.to_numpy()[first], kind="stable")
+    elif pd.api.types.is_numeric_dtype(column):
+        order = np.argsort(np.asarray(unique, dtype=float), kind="stable")
+    else:
+        order = np.asarray(
+            sorted(range(len(labels)), key=lambda i: (_natural_key(labels[i]), labels[i])),
+            dtype=np.int64,
+        )
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    keys = [v.item() if hasattr(v, "item") else v for v in np.asarray(unique, dtype=object)]
+    return rank[codes], [keys[i] for i in order], [labels[i] for i in order]
 
 
 def _unique_labels(labels: list[str], values: list[tuple]) -> list[str]:
@@ -610,8 +622,7 @@ def _unique_labels(labels: list[str], values: list[tuple]) -> list[str]:
     out = []
     for label, value in zip(labels, values, strict=True):
         if counts[label] > 1:
-            label = "(" + ", ".join(repr(v.item() if hasattr(v, "item") else v)
-                                    for v in value) + ")"
+            label = "(" + ", ".join(map(repr, value)) + ")"
         out.append(label)
     seen: dict[str, int] = {}
     for i, label in enumerate(out):  # last resort: number what still prints alike
