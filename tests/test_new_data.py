@@ -327,6 +327,11 @@ def test_unicode_and_backtick_grouping_factors(sleep):
     des = design("Reaction ~ Days + (1 | `my group`)", data)
     assert des.factors[0].label == "my group"
     assert len(des.factors[0].levels) == 18
+    renamed = sleep.rename(columns={"Reaction": "my y"})
+    for formula in ("`my y` ~ Days + (1 | Subject)", "Q('my y') ~ Days + (1 | Subject)"):
+        des = design(formula, renamed)
+        assert des.response_name == "my y"
+        np.testing.assert_allclose(des.common.response, sleep["Reaction"])
 
 
 # -- types formulae cannot take, link keys (bug 11) ------------------------------------------

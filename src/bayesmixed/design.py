@@ -717,11 +717,16 @@ def build_design(
         data=frame,
         common=common,
         factors=factors,
-        response_name=spec.response_text,
+        response_name=_strip_backticks(spec.response_text),
         row_labels=row_labels,
     )
     validate.check_group_structure(design)
     return design
+
+
+def _strip_backticks(text: str) -> str:
+    """```my y``` -> ``my y`` (a quoted column name is named without its quotes)."""
+    return text[1:-1] if re.fullmatch(r"`[^`]+`", text) else text
 
 
 def _cbind_count(frame: pd.DataFrame, expr: str) -> np.ndarray:
