@@ -239,7 +239,7 @@ class Design:
 
     @property
     def has_offset(self) -> bool:
-        """Whether the formula has an ``offset(...)`` term."""
+        """Whether ``offset(...)`` terms add anything (non-zero) to the linear predictor."""
         return bool(np.any(self.offset != 0))
 
     @property
