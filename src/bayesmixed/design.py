@@ -19,7 +19,8 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,9 @@ from bayesmixed import _bambi, validate
 from bayesmixed.errors import DataError, FamilyError, FormulaError, PredictionError
 from bayesmixed.formula import CbindResponse, FormulaSpec
 from bayesmixed.response import TRIALS_FAMILIES, evaluate_count, trials, trials_expressions
+
+if TYPE_CHECKING:
+    from bayesmixed.layout import Layout
 
 __all__ = [
     "Design",
@@ -253,6 +257,13 @@ class Design:
             if fac.label == label:
                 return fac
         raise KeyError(label)
+
+    @cached_property
+    def layout(self) -> Layout:
+        """Names of every posterior variable, dimension and coordinate (built once)."""
+        from bayesmixed.layout import Layout
+
+        return Layout.from_design(self)
 
     def required_columns(self, *, include_groups: bool = True, trials: bool = False) -> list[str]:
         """Columns new data need: predictors, grouping variables, trials (in that order)."""

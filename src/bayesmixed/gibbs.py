@@ -417,52 +417,48 @@ def sample_gibbs(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
 def _to_datatree(design: Any, trace: Any, factors: list[_Factor], p: int, settings: Any):
     import xarray as xr
 
-    from bayesmixed.build import group_term_dim, level_dim
+    from bayesmixed.layout import CHAIN, DRAW
 
+    layout = design.layout
     theta, ubig, Sigmas, sigma2 = trace
     theta = np.asarray(theta)
     chains, draws = settings.chains, settings.draws
-    coords: dict[str, Any] = {"chain": np.arange(chains), "draw": np.arange(draws)}
+    coords: dict[str, Any] = {CHAIN: np.arange(chains), DRAW: np.arange(draws)}
+    coords.update({k: v for k, v in layout.coords().items() if k != layout.obs_dim})
+    dims = {k: (CHAIN, DRAW, *v) for k, v in layout.dims().items()}
     data: dict[str, Any] = {}
     common = design.common
-    for term, sl in common.term_slices.items():
-        if sl.stop - sl.start == 1:
-            data[term] = (("chain", "draw"), theta[..., sl.start])
-        else:
-            dim = f"{term}_dim"
-            coords[dim] = common.columns[sl]
-            data[term] = (("chain", "draw", dim), theta[..., sl])
+    for names in layout.common:
+        sl = common.term_slices[names.term]
+        values = theta[..., sl] if names.dim else theta[..., sl.start]
+        data[names.var] = (dims[names.var], values)
     large = [f for f in factors if not f.small]
     for fi, f in enumerate(factors):
-        label = f.label
-        tdim = group_term_dim(label)
-        fac = design.factor(label)
-        coords[level_dim(label)] = fac.levels
-        coords[tdim] = fac.terms
-        coords[f"{label}__term2"] = fac.terms
+        fac = design.factor(f.label)
+        names = layout.factor(f.label)
         Sigma = np.zeros((chains, draws, f.K, f.K))
         for b, Sig in zip(f.blocks, Sigmas[fi]):
             Sigma[..., b.cols[:, None], b.cols[None, :]] = np.asarray(Sig)
         sd = np.sqrt(np.diagonal(Sigma, axis1=-2, axis2=-1))
-        data[f"sd_{label}"] = (("chain", "draw", tdim), sd)
+        data[names.sd] = (dims[names.sd], sd)
         if fac.correlated_blocks:
             cor = Sigma / (sd[..., :, None] * sd[..., None, :])
-            data[f"cor_{label}"] = (("chain", "draw", tdim, f"{label}__term2"), cor)
+            data[names.cor] = (dims[names.cor], cor)
         if f.small:
             u = theta[..., f.offset : f.offset + f.J * f.K].reshape(chains, draws, f.J, f.K)
         else:
             u = np.asarray(ubig[large.index(f)])
-        data[f"r_{label}"] = (("chain", "draw", level_dim(label), tdim), u)
-    data["sigma"] = (("chain", "draw"), np.sqrt(np.asarray(sigma2)))
+        data[names.r] = (dims[names.r], u)
+    data[layout.family["sigma"]] = ((CHAIN, DRAW), np.sqrt(np.asarray(sigma2)))
     posterior = xr.Dataset(data, coords=coords)
     posterior.attrs.update({"inference_library": "bayesmixed.gibbs", "sampler": "gibbs"})
     observed = xr.Dataset(
-        {design.response_name: (("__obs__",), np.asarray(common.response, float))},
-        coords={"__obs__": np.arange(design.n)},
+        {layout.response: ((layout.obs_dim,), np.asarray(common.response, float))},
+        coords={layout.obs_dim: np.arange(design.n)},
     )
     stats = xr.Dataset(
-        {"diverging": (("chain", "draw"), np.zeros((chains, draws), dtype=bool))},
-        coords={"chain": coords["chain"], "draw": coords["draw"]},
+        {"diverging": ((CHAIN, DRAW), np.zeros((chains, draws), dtype=bool))},
+        coords={CHAIN: coords[CHAIN], DRAW: coords[DRAW]},
     )
     return xr.DataTree.from_dict(
         {"posterior": posterior, "sample_stats": stats, "observed_data": observed}

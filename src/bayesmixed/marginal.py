@@ -909,36 +909,27 @@ def _initial_points(problem: MarginalProblem, rng: np.random.Generator,
 
 def _to_datatree(design: Any, problem: MarginalProblem, hyper: dict, r: np.ndarray,
                  nuts: Any, settings: Any) -> Any:
-    from bayesmixed.build import group_term_dim, level_dim, model_coords
     from bayesmixed.sampling import to_datatree
 
     common = design.common
-    label = problem.label
-    tdim = group_term_dim(label)
+    layout = design.layout
+    names = layout.factor(problem.label)
     posterior: dict[str, np.ndarray] = {}
-    dims: dict[str, list[str]] = {}
-    for term, sl in common.term_slices.items():
-        values = hyper["beta"][..., sl]
-        if sl.stop - sl.start > 1:
-            posterior[term] = values
-            dims[term] = [f"{term}_dim"]
-        else:
-            posterior[term] = values[..., 0]
-    posterior[f"sd_{label}"] = hyper["sd"]
-    dims[f"sd_{label}"] = [tdim]
+    for term_names in layout.common:
+        values = hyper["beta"][..., common.term_slices[term_names.term]]
+        posterior[term_names.var] = values if term_names.dim else values[..., 0]
+    posterior[names.sd] = hyper["sd"]
     if problem.layout.blocks:
-        posterior[f"cor_{label}"] = hyper["cor"]
-        dims[f"cor_{label}"] = [tdim, f"{label}__term2"]
-    posterior[f"r_{label}"] = r
-    dims[f"r_{label}"] = [level_dim(label), tdim]
-    posterior["sigma"] = hyper["sigma"]
-    observed = {design.response_name: np.asarray(common.response)}
-    dims[design.response_name] = ["__obs__"]
+        posterior[names.cor] = hyper["cor"]
+    posterior[names.r] = r
+    posterior[layout.family["sigma"]] = hyper["sigma"]
+    observed = {layout.response: np.asarray(common.response)}
+    dims = {k: v for k, v in layout.dims().items() if k in posterior or k in observed}
     return to_datatree(
         posterior,
         nuts,
         observed=observed,
-        coords=model_coords(design),
+        coords=layout.coords(),
         dims=dims,
         attrs={"marginalized": 1, "tuning_steps": settings.tune},
     )

@@ -45,6 +45,7 @@ from bayesmixed import _bambi
 from bayesmixed.design import Design, FactorDesign, Rows
 from bayesmixed.errors import FitError, PredictionError
 from bayesmixed.response import TRIALS_FAMILIES
+from bayesmixed.layout import Layout
 from bayesmixed.summary import _qlabel
 
 if TYPE_CHECKING:
@@ -297,7 +298,7 @@ def new_group_effects(
     rng = _rng(random_seed)
     posterior = fit.posterior
     fac = design.factor(group)
-    values = _new_effects(posterior, fac, int(n), new_groups, rng)
+    values = _new_effects(posterior, fac, design.layout, int(n), new_groups, rng)
     if include_fixed:
         beta = _beta_draws(posterior, design)
         columns = design.common.columns
@@ -462,7 +463,7 @@ def _beta_draws(posterior: xr.Dataset, design: Design) -> np.ndarray:
     """Common-effect draws ``(chain, draw, p)`` in the order of the design's columns."""
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
     parts = [
-        posterior[term].values.reshape(chains, draws, -1) for term in design.common.term_slices
+        posterior[names.var].values.reshape(chains, draws, -1) for names in design.layout.common
     ]
     if not parts:
         return np.zeros((chains, draws, 0))
@@ -470,7 +471,7 @@ def _beta_draws(posterior: xr.Dataset, design: Design) -> np.ndarray:
 
 
 def _aux_draws(posterior: xr.Dataset, design: Design) -> list[np.ndarray]:
-    return [posterior[name].values for name in design.common.family_priors]
+    return [posterior[design.layout.family[name]].values for name in design.common.family_priors]
 
 
 def _linear_predictor(
@@ -486,11 +487,11 @@ def _linear_predictor(
     eta = eta + rows.offset
     for group in rows.groups:
         fac, block = group.factor, group.X
-        effects = posterior[f"r_{fac.label}"].values
+        effects = posterior[design.layout.factor(fac.label).r].values
         index = np.asarray(group.index)
         unseen = index < 0
         if unseen.any():
-            new = _new_effects(posterior, fac, len(group.new_levels), new_groups, rng)
+            new = _new_effects(posterior, fac, design.layout, len(group.new_levels), new_groups, rng)
             effects = np.concatenate([effects, new], axis=2)
             index = index.copy()
             index[unseen] = len(fac.levels) + group.new_codes[unseen]
@@ -504,17 +505,19 @@ def _linear_predictor(
 def _new_effects(
     posterior: xr.Dataset,
     fac: FactorDesign,
+    layout: Layout,
     n_new: int,
     method: str,
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Group deviations ``(chain, draw, n_new, K)`` of new levels, drawn as brms does."""
-    effects = posterior[f"r_{fac.label}"].values
+    names = layout.factor(fac.label)
+    effects = posterior[names.r].values
     chains, draws, n_levels, width = effects.shape
     if method == "gaussian":
-        sd = posterior[f"sd_{fac.label}"].values.reshape(chains, draws, width)
+        sd = posterior[names.sd].values.reshape(chains, draws, width)
         if fac.correlated_blocks:
-            cor = posterior[f"cor_{fac.label}"].values
+            cor = posterior[names.cor].values
         else:
             cor = np.broadcast_to(np.eye(width), (chains, draws, width, width))
         root = _matrix_root(cor)
@@ -640,12 +643,13 @@ def _dummy_observed(design: Design, n: int, trials: np.ndarray | None) -> np.nda
 
 def _with_group(fit: Fit, group: str, values: np.ndarray) -> xr.DataTree:
     posterior = fit.idata["posterior"]
+    layout = fit.design.layout
     dataset = xr.Dataset(
-        {fit.design.response_name: (("chain", "draw", "__obs__"), values)},
+        {layout.response: (("chain", "draw", layout.obs_dim), values)},
         coords={
             "chain": posterior["chain"].values,
             "draw": posterior["draw"].values,
-            "__obs__": np.arange(values.shape[-1]),
+            layout.obs_dim: np.arange(values.shape[-1]),
         },
     )
     tree = fit.idata.copy()

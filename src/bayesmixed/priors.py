@@ -168,10 +168,12 @@ class PriorSet:
                     )
                 for target in targets:
                     out.sd[target] = prior
+            elif label in out.family:  # the summary row "sigma" is the family's sigma
+                out.family[label] = prior
             elif label in out.common:
                 out.common[label] = prior
-            elif label in out.family:
-                out.family[label] = prior
+            elif label.startswith("b_") and label[2:] in out.common:  # as in the summary
+                out.common[label[2:]] = prior
             else:
                 valid = [*out.common, *out.sd, *(f"cor({f})" for f in out.eta), *out.family]
                 raise PriorError(

@@ -16,6 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesmixed.design import Design
+from bayesmixed.layout import CHAIN, DRAW
 
 __all__ = [
     "STAT_COLUMNS",
@@ -35,29 +36,33 @@ def _qlabel(q: float) -> str:
 
 
 def hyper_draws(posterior: xr.Dataset, design: Design) -> dict[str, np.ndarray]:
-    """Draws ``(chain, draw)`` of every hyper-parameter, keyed by its brms-style label."""
+    """Draws ``(chain, draw)`` of every hyper-parameter, keyed by its brms-style label.
+
+    Labels are the layout's summary labels (:mod:`bayesmixed.layout`): unique, and never a
+    reserved dimension name.
+    """
     out: dict[str, np.ndarray] = {}
-    common = design.common
-    for term, sl in common.term_slices.items():
-        values = posterior[term].values
+    layout = design.layout
+    for names in layout.common:
+        values = posterior[names.var].values
         if values.ndim == 2:
-            out[common.columns[sl][0]] = values
+            out[names.labels[0]] = values
         else:
-            for j, col in enumerate(common.columns[sl]):
-                out[col] = values[..., j]
+            for j, label in enumerate(names.labels):
+                out[label] = values[..., j]
     for fac in design.factors:
-        sd = posterior[f"sd_{fac.label}"].values
-        for k, term in enumerate(fac.terms):
-            out[f"sd({term}|{fac.label})"] = sd[..., k]
+        names = layout.factor(fac.label)
+        sd = posterior[names.sd].values
+        for k, label in enumerate(names.sd_labels):
+            out[label] = sd[..., k]
         if fac.correlated_blocks:
-            cor = posterior[f"cor_{fac.label}"].values
+            cor = posterior[names.cor].values
             for cols in fac.correlated_blocks:
                 for a_pos, a in enumerate(cols):
                     for b in cols[a_pos + 1 :]:
-                        label = f"cor({fac.terms[a]},{fac.terms[b]}|{fac.label})"
-                        out[label] = cor[..., a, b]
-    for name in design.common.family_priors:
-        out[name] = posterior[name].values
+                        out[names.cor_label(fac.terms[a], fac.terms[b])] = cor[..., a, b]
+    for name, var in layout.family.items():
+        out[name] = posterior[var].values
     return out
 
 
@@ -78,7 +83,7 @@ def summary_table(
     import arviz as az
 
     draws = hyper_draws(posterior, design)
-    ds = xr.Dataset({k: (("chain", "draw"), v) for k, v in draws.items()})
+    ds = xr.Dataset({k: ((CHAIN, DRAW), v) for k, v in draws.items()})
     rhat = az.rhat(ds)
     ess_bulk = az.ess(ds, method="bulk")
     ess_tail = az.ess(ds, method="tail")
@@ -98,8 +103,9 @@ def fixef_table(
 ) -> pd.DataFrame:
     """Common (fixed) effects: posterior mean, sd and quantiles per column."""
     draws = hyper_draws(posterior, design)
+    labels = design.layout.column_labels
     cols = design.common.columns
-    rows = [{k: float(v) for k, v in _stats(draws[c], quantiles).items()} for c in cols]
+    rows = [{k: float(v) for k, v in _stats(draws[labels[c]], quantiles).items()} for c in cols]
     return pd.DataFrame(rows, index=pd.Index(cols, name="term"))
 
 
@@ -119,7 +125,9 @@ def ranef_table(
     ``ranef["Subject"]["Days"]["mean"]`` is the posterior mean slope deviation per subject.
     """
     return {
-        fac.label: _per_level(posterior[f"r_{fac.label}"].values, fac, quantiles)
+        fac.label: _per_level(
+            posterior[design.layout.factor(fac.label).r].values, fac, quantiles
+        )
         for fac in design.factors
     }
 
@@ -127,11 +135,12 @@ def ranef_table(
 def coef_draws(posterior: xr.Dataset, design: Design, label: str) -> np.ndarray:
     """Draws ``(chain, draw, level, term)`` of fixed + group coefficients of a factor."""
     fac = design.factor(label)
-    values = posterior[f"r_{label}"].values.copy()
+    values = posterior[design.layout.factor(label).r].values.copy()
     fixed = hyper_draws(posterior, design)
+    labels = design.layout.column_labels
     for k, term in enumerate(fac.terms):
-        if term in design.common.columns:
-            values[..., k] += fixed[term][..., None]
+        if term in labels:
+            values[..., k] += fixed[labels[term]][..., None]
     return values
 
 
@@ -152,20 +161,22 @@ def varcorr_table(posterior: xr.Dataset, design: Design) -> dict[str, dict[str, 
     Gaussian-like families is under ``"residual__"``.
     """
     out: dict[str, dict[str, pd.DataFrame]] = {}
+    layout = design.layout
     for fac in design.factors:
-        sd = posterior[f"sd_{fac.label}"].values
+        names = layout.factor(fac.label)
+        sd = posterior[names.sd].values
         stats = _stats(sd, (0.025, 0.975))
         entry = {"sd": pd.DataFrame(stats, index=pd.Index(fac.terms, name="term"))}
         if fac.correlated_blocks:
-            cor = posterior[f"cor_{fac.label}"].values.reshape(-1, len(fac.terms), len(fac.terms))
+            cor = posterior[names.cor].values.reshape(-1, len(fac.terms), len(fac.terms))
             entry["cor"] = pd.DataFrame(cor.mean(axis=0), index=fac.terms, columns=fac.terms)
         else:
             entry["cor"] = pd.DataFrame(
                 np.eye(len(fac.terms)), index=fac.terms, columns=fac.terms
             )
         out[fac.label] = entry
-    if "sigma" in design.common.family_priors:
-        stats = _stats(posterior["sigma"].values, (0.025, 0.975))
+    if "sigma" in layout.family:
+        stats = _stats(posterior[layout.family["sigma"]].values, (0.025, 0.975))
         out["residual__"] = {"sd": pd.DataFrame(stats, index=pd.Index(["sigma"], name="term"))}
     return out
 
@@ -176,7 +187,7 @@ def format_summary(table: pd.DataFrame, design: Design, header: str) -> str:
     for col in ("ess_bulk", "ess_tail"):
         fmt[col] = fmt[col].round().astype(int)
     group_rows = [i for i in fmt.index if i.startswith(("sd(", "cor("))]
-    family_rows = [i for i in fmt.index if i in design.common.family_priors]
+    family_rows = [i for i in fmt.index if i in design.layout.family]
     fixed_rows = [i for i in fmt.index if i not in group_rows and i not in family_rows]
     parts = [header]
     with pd.option_context("display.float_format", "{:.2f}".format, "display.width", 120):

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 import xarray as xr
 
+from bayesmixed.layout import CHAIN, DRAW
 from bayesmixed.plots._common import BACKEND, check_fit, check_prob, pc_figure, pick_factor
 
 if TYPE_CHECKING:
@@ -81,18 +82,25 @@ def plot_forest(
     fac = pick_factor(fit, group, term)
     k = fac.terms.index(term)
     posterior = fit.posterior
+    layout = fit.design.layout
+    names = layout.factor(fac.label)
     if kind == "coef":
         values = coef_draws(posterior, fit.design, fac.label)[..., k]
-        fixed = fit.design.common.columns
-        ref = float(hyper_draws(posterior, fit.design)[term].mean()) if term in fixed else 0.0
+        fixed = layout.column_labels
+        ref = (
+            float(hyper_draws(posterior, fit.design)[fixed[term]].mean())
+            if term in fixed
+            else 0.0
+        )
         xlabel = f"{term}: fixed + {fac.label} effect" if term in fixed else term
     else:
-        values = posterior[f"r_{fac.label}"].values[..., k]
+        values = posterior[names.r].values[..., k]
         ref = 0.0
         xlabel = f"{term}: {fac.label} deviation from the fixed effect"
+    # the variable is named as r_<g> (never a dimension name); the axis label says the term
     ds = xr.Dataset(
-        {term: (("chain", "draw", fac.label), values)},
-        coords={fac.label: list(fac.levels)},
+        {names.r: ((CHAIN, DRAW, names.level_dim), values)},
+        coords={names.level_dim: list(fac.levels)},
     )
     if figsize is None:
         figsize = (6.0, 1.0 + 0.28 * len(fac.levels) * (1 if combined else values.shape[0]))
@@ -102,7 +110,7 @@ def plot_forest(
         ci_probs=(0.5, ci_prob),
         point_estimate="mean",
         ci_kind="eti",
-        labels=[fac.label],
+        labels=[names.level_dim],
         backend=BACKEND,
         figure_kwargs={"figsize": figsize, "width_ratios": [1, 4]},
     )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from bayesmixed.layout import draws_name
 from bayesmixed.plots._common import (
     BACKEND,
     category_positions,
@@ -214,7 +215,8 @@ def plot_new_group_pairs(
         include_fixed=kind == "coef",
         random_seed=random_seed,
     )
-    ds = effects.isel(level=0, drop=True).to_dataset(dim="term")
+    first = effects.isel(level=0, drop=True)
+    ds = first.assign_coords(term=[draws_name(t) for t in fac.terms]).to_dataset(dim="term")
     size = len(fac.terms)
     if figsize is None:
         figsize = (max(4.0, 2.6 * size), max(3.0, 2.6 * size))
