@@ -1,26 +1,27 @@
 """Save a fit to one file and load it back, losslessly: ``fit.save(path)``, ``bm.load(path)``.
 
-The file is a ZIP archive (readable with the standard library and NumPy alone):
+The file is netCDF-4 (HDF5), written by xarray through h5netcdf, so the draws open with
+xarray or ArviZ alone (``xarray.open_datatree(path)``, ``arviz.from_netcdf(path)``). The
+documented extension is ``.bmfit``. Groups:
 
-``bayesmixed.json``
-    The file format and its version, the versions of bayesmixed and of the libraries that
-    wrote it, the model (formula, family, link, prior overrides, ``dropna``), the priors
-    used (defaults with overrides), the sampler settings and sampling time, and the layout
-    of the arrays below.
-``data/*.npy``
+``posterior``, ``sample_stats``, ``observed_data``
+    The fit's ArviZ DataTree, as it is (variables and dimensions named by
+    :mod:`bayesmixed.layout`).
+``bayesmixed``
+    Attributes ``format`` and ``format_version`` (the file format), and ``metadata``: a
+    JSON text with the versions of bayesmixed and of the libraries that wrote the file, the
+    model (formula, family, link, prior overrides, ``dropna``), the priors used (defaults
+    with overrides), the sampler settings, the sampling time and how the data are stored.
+``bayesmixed/data``
     The model's data frame (every column that can be stored; the columns the formula uses
-    always), with dtypes, categories and missing values.
-``tree/<group>/*.npy``
-    Every variable and coordinate of every group of the ArviZ DataTree, with dims and
-    attributes.
+    always) with its dtypes: categories and their order, integers and floats, strings,
+    nullable dtypes and their missing values, and the row index.
 
-Arrays are stored with :func:`numpy.save` (no pickle), so draws, coordinates and dtypes
-come back bit for bit. On loading, the design is rebuilt from the formula and the data, and
-checked against the saved posterior, so ``summary()``, ``ranef()`` and predictions with a
-seed give the same results as before saving.
-
-A file written with another file-format version raises :class:`~bayesmixed.errors.FitError`
-naming the bayesmixed version that wrote it.
+On loading, the design is rebuilt from the formula and the data, and checked against the
+saved posterior, so ``summary()``, ``ranef()`` and predictions with a seed give the same
+results as before saving. Any failure to write or read (a missing folder, a directory, a
+corrupt, truncated or foreign file, another file-format version) raises
+:class:`~bayesmixed.errors.FitError` naming the path and the cause.
 
 Examples
 --------
@@ -31,6 +32,8 @@ Examples
 >>> again = bm.load("sleep.bmfit")                                   # doctest: +SKIP
 >>> again.summary().equals(fit.summary())                            # doctest: +SKIP
 True
+>>> import xarray as xr
+>>> xr.open_datatree("sleep.bmfit")["posterior"]                     # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -41,7 +44,6 @@ import json
 import os
 import tempfile
 import warnings
-import zipfile
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -55,16 +57,23 @@ from bayesmixed.errors import BayesMixedError, FitError
 if TYPE_CHECKING:
     from bayesmixed.results import Fit
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "load", "read_metadata", "save"]
+__all__ = ["EXTENSION", "FORMAT", "FORMAT_VERSION", "load", "read_metadata", "save"]
 
 #: Name of the file format, stored in every file.
 FORMAT = "bayesmixed-fit"
 #: Version of the file format; bump it when the layout changes, and teach :func:`load`
-#: to read the older versions it still supports.
-FORMAT_VERSION = 1
-_READABLE = (1,)
-_META = "bayesmixed.json"
-_LIBRARIES = ("bambi", "formulae", "pymc", "numpyro", "jax", "arviz", "xarray", "pandas", "numpy")
+#: to read the older versions it still supports. Version 1 was a ZIP of ``.npy`` arrays.
+FORMAT_VERSION = 2
+_READABLE = (2,)
+#: The documented file extension (any extension works).
+EXTENSION = ".bmfit"
+_GROUP = "bayesmixed"
+_DATA = f"{_GROUP}/data"
+_ENGINE = "h5netcdf"
+_LIBRARIES = (
+    "bambi", "formulae", "pymc", "numpyro", "jax", "arviz", "xarray", "pandas", "numpy",
+    "h5netcdf", "h5py",
+)
 
 
 class _Unsupported(Exception):
@@ -81,7 +90,7 @@ def save(fit: Fit, path: str | os.PathLike[str]) -> Path:
     ----------
     fit : Fit
     path : str or os.PathLike
-        The file to write. The extension is free; ``.bmfit`` is a good choice.
+        The file to write; ``.bmfit`` is the documented extension.
 
     Returns
     -------
@@ -91,11 +100,17 @@ def save(fit: Fit, path: str | os.PathLike[str]) -> Path:
     Raises
     ------
     FitError
-        The path is not a path, its folder does not exist, a used data column or the
+        The path is not a path, is a directory or its folder does not exist, the file
+        cannot be written (the message gives the cause), or a used data column or the
         DataTree holds values that cannot be stored losslessly (Python objects).
     """
+    import xarray as xr
+
     target = _as_path(path)
-    if not target.parent.exists():
+    if target.is_dir():
+        raise FitError(f"Cannot save to {str(target)!r}: it is a directory; give a file "
+                       f"name such as {str(target / ('fit' + EXTENSION))!r}.")
+    if not target.parent.is_dir():
         raise FitError(f"Cannot save to {str(target)!r}: the folder {str(target.parent)!r} "
                        "does not exist.")
     from bayesmixed import __version__
@@ -103,40 +118,48 @@ def save(fit: Fit, path: str | os.PathLike[str]) -> Path:
 
     model = fit.model
     used = set(used_columns(model.spec, model.data.columns))
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    writer = _Writer()
+    data_info = writer.frame(model.data, used)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "written_by": {"bayesmixed": __version__, **_library_versions()},
+        "written_at": datetime.datetime.now(datetime.UTC).isoformat(),
+        "model": {
+            "formula": model.formula,
+            "family": model.family,
+            "link": _jsonable(model.link),
+            "dropna": model.dropna,
+            "priors": _overrides_to_json(model.prior_overrides),
+        },
+        "family": fit.design.family_name,
+        "priors": model.priors.to_dict(),
+        "settings": _jsonable(dataclasses.asdict(fit.settings)),
+        "sampling_time": float(fit.sampling_time),
+        "data": data_info,
+    }
+    tree = fit.idata.copy()
+    if _GROUP in tree.children:
+        del tree[_GROUP]
+    tree[_GROUP] = xr.DataTree(
+        xr.Dataset(attrs={"format": FORMAT, "format_version": FORMAT_VERSION,
+                          "metadata": json.dumps(meta)})
+    )
+    tree[_DATA] = xr.DataTree(xr.Dataset(writer.variables))
     try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-            writer = _Writer(zf)
-            data_info = writer.frame("data", model.data, used)
-            tree_info = writer.tree("tree", fit.idata)
-            meta = {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "written_by": {"bayesmixed": __version__, **_library_versions()},
-                "written_at": datetime.datetime.now(datetime.UTC).isoformat(),
-                "model": {
-                    "formula": model.formula,
-                    "family": model.family,
-                    "link": _jsonable(model.link),
-                    "dropna": model.dropna,
-                    "priors": _overrides_to_json(model.prior_overrides),
-                },
-                "family": fit.design.family_name,
-                "priors": model.priors.to_dict(),
-                "settings": _jsonable(dataclasses.asdict(fit.settings)),
-                "sampling_time": float(fit.sampling_time),
-                "data": data_info,
-                "tree": tree_info,
-            }
-            zf.writestr(
-                _META,
-                json.dumps(meta, indent=1),
-                compress_type=zipfile.ZIP_DEFLATED,
-            )
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+    except OSError as err:
+        raise FitError(f"Cannot save to {str(target)!r}: {type(err).__name__}: {err}") from err
+    try:
+        tree.to_netcdf(tmp, engine=_ENGINE)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, Exception):
+            raise FitError(
+                f"Cannot save to {str(target)!r}: {type(err).__name__}: {err}"
+            ) from err
         raise
     return target
 
@@ -158,42 +181,33 @@ def _library_versions() -> dict[str, str | None]:
     return out
 
 
-def _overrides_to_json(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    from bayesmixed.priors import Prior, _as_prior
-
-    out: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if isinstance(value, int | float | np.number) and not isinstance(value, bool):
-            out[key] = {"eta": float(value)}
-        else:
-            prior = value if isinstance(value, Prior) else _as_prior(value, key)
-            out[key] = {"prior": prior.to_dict()}
-    return out
-
-
 class _Writer:
-    """Writes arrays as ``.npy`` entries and returns JSON descriptions of them."""
+    """Collects the data frame's arrays as xarray variables and describes them in JSON."""
 
-    def __init__(self, zf: zipfile.ZipFile) -> None:
-        self.zf = zf
+    def __init__(self) -> None:
+        self.variables: dict[str, Any] = {}
 
-    def array(self, name: str, values: Any) -> dict[str, Any]:
+    def array(self, name: str, values: Any, dim: str) -> dict[str, Any]:
+        import xarray as xr
+
         arr = np.asarray(values)
-        info: dict[str, Any] = {"file": f"{name}.npy"}
-        if arr.dtype.kind == "O" or arr.dtype.kind == "T":
+        info: dict[str, Any] = {"var": name}
+        if arr.dtype.kind in "OT":
             flat = arr.reshape(-1).tolist()
             if not all(isinstance(v, str) for v in flat):
                 kinds = sorted({type(v).__name__ for v in flat if not isinstance(v, str)})
                 raise _Unsupported(f"Python objects of type {', '.join(kinds)}")
             info["restore"] = "object" if arr.dtype.kind == "O" else "T"
-            arr = np.asarray(flat, dtype=str).reshape(arr.shape)
-        with self.zf.open(info["file"], "w", force_zip64=True) as handle:
-            np.lib.format.write_array(handle, np.ascontiguousarray(arr), allow_pickle=False)
+            arr = np.asarray(flat, dtype=object)
+        elif arr.dtype.kind == "c":
+            raise _Unsupported("complex numbers")
+        elif arr.dtype.kind == "U":
+            info["restore"] = arr.dtype.str
+            arr = arr.astype(object)
+        self.variables[name] = xr.Variable((dim,), arr)
         return info
 
-    # data frames ---------------------------------------------------------------------------
-
-    def frame(self, prefix: str, frame: pd.DataFrame, used: set[str]) -> dict[str, Any]:
+    def frame(self, frame: pd.DataFrame, used: set[str]) -> dict[str, Any]:
         columns = []
         skipped = []
         for i, name in enumerate(frame.columns):
@@ -201,7 +215,7 @@ class _Writer:
                 raise FitError(f"Cannot save a data column named {name!r}: names must be "
                                "strings or numbers.")
             try:
-                info = self.series(f"{prefix}/{i}", frame.iloc[:, i])
+                info = self.series(f"column{i}", frame.iloc[:, i], "row")
             except _Unsupported as err:
                 if name in used:
                     raise FitError(
@@ -231,23 +245,27 @@ class _Writer:
             raise FitError("Cannot save data with a MultiIndex; call data.reset_index() first.")
         else:
             try:
-                index_info = {"kind": "values", **self.series(f"{prefix}/index", index.to_series())}
+                index_info = {"kind": "values",
+                              **self.series("index", index.to_series(), "row")}
             except _Unsupported as err:
                 raise FitError(f"Cannot save the data's index: it holds {err}.") from err
         index_info["name"] = _jsonable(index.name)
         return {"columns": columns, "index": index_info, "rows": len(frame)}
 
-    def series(self, name: str, series: pd.Series) -> dict[str, Any]:
+    def series(self, name: str, series: pd.Series, dim: str) -> dict[str, Any]:
         dtype = series.dtype
         if isinstance(dtype, pd.CategoricalDtype):
             return {
                 "kind": "categorical",
                 "ordered": bool(dtype.ordered),
-                "codes": self.array(f"{name}.codes", series.cat.codes.to_numpy()),
-                "categories": self.series(f"{name}.categories", dtype.categories.to_series()),
+                "codes": self.array(name, series.cat.codes.to_numpy(), dim),
+                "categories": self.series(
+                    f"{name}_categories", dtype.categories.to_series(), f"{name}_category"
+                ),
             }
-        if isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
-            return {"kind": "numpy", "values": self.array(name, series.to_numpy())}
+        if isinstance(dtype, np.dtype) and dtype.kind in "biufmMU":
+            return {"kind": "numpy", "dtype": dtype.str,
+                    "values": self.array(name, series.to_numpy(), dim)}
         mask = series.isna().to_numpy()
         if isinstance(dtype, pd.StringDtype) or pd.api.types.is_object_dtype(dtype):
             values = series.to_numpy(dtype=object).copy()
@@ -255,8 +273,9 @@ class _Writer:
             return {
                 "kind": "text",
                 "dtype": str(dtype),
-                "values": self.array(name, values),
-                "mask": self.array(f"{name}.mask", mask),
+                "na_value": _na_name(getattr(dtype, "na_value", None)),
+                "values": self.array(name, values, dim),
+                "mask": self.array(f"{name}_mask", mask, dim),
             }
         numpy_dtype = getattr(dtype, "numpy_dtype", None)
         if numpy_dtype is not None and numpy_dtype.kind in "biuf":
@@ -264,40 +283,33 @@ class _Writer:
                 "kind": "masked",
                 "dtype": str(dtype),
                 "values": self.array(
-                    name, series.to_numpy(dtype=numpy_dtype, na_value=numpy_dtype.type(0))
+                    name, series.to_numpy(dtype=numpy_dtype, na_value=numpy_dtype.type(0)), dim
                 ),
-                "mask": self.array(f"{name}.mask", mask),
+                "mask": self.array(f"{name}_mask", mask, dim),
             }
         raise _Unsupported(f"values of dtype {dtype}")
 
-    # the DataTree --------------------------------------------------------------------------
 
-    def tree(self, prefix: str, tree: Any) -> list[dict[str, Any]]:
-        nodes = []
-        for i, node in enumerate(tree.subtree):
-            ds = node.to_dataset(inherit=False)
-            variables = []
-            for j, (name, var) in enumerate(ds.variables.items()):
-                try:
-                    info = self.array(f"{prefix}/{i}/{j}", var.values)
-                except _Unsupported as err:
-                    raise FitError(
-                        f"Cannot save the variable {name!r} of the DataTree group "
-                        f"{node.path!r}: it holds {err}."
-                    ) from err
-                variables.append(
-                    {
-                        "name": name,
-                        "coord": name in ds.coords,
-                        "dims": list(var.dims),
-                        "attrs": _jsonable(dict(var.attrs)),
-                        **info,
-                    }
-                )
-            nodes.append(
-                {"path": node.path, "attrs": _jsonable(dict(ds.attrs)), "variables": variables}
-            )
-        return nodes
+def _na_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value is pd.NA:
+        return "NA"
+    return "nan"
+
+
+def _overrides_to_json(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    from bayesmixed.priors import Prior, _as_prior
+
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, int | float | np.number) and not isinstance(value, bool):
+            out[key] = {"eta": float(value)}
+        else:
+            prior = value if isinstance(value, Prior) else _as_prior(value, key)
+            out[key] = {"prior": prior.to_dict()}
+    return out
+
 
 
 def _jsonable(value: Any) -> Any:
@@ -315,17 +327,73 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _from_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"__ndarray__", "dtype"}:
-            return np.asarray(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
-        return {k: _from_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    return value
-
-
 # -- load ------------------------------------------------------------------------------------
+
+
+def _check_readable(target: Path) -> None:
+    if not target.exists():
+        raise FitError(f"No saved fit at {str(target)!r}: the file does not exist.")
+    if target.is_dir():
+        raise FitError(f"Cannot load {str(target)!r}: it is a directory, not a saved fit "
+                       f"(a {EXTENSION} file written by fit.save()).")
+
+
+def _open(target: Path) -> Any:
+    """The file's DataTree, read into memory and closed."""
+    import xarray as xr
+
+    _check_readable(target)
+    try:
+        with open(target, "rb") as handle:
+            magic = handle.read(8)
+    except OSError as err:
+        raise FitError(f"Cannot read {str(target)!r}: {type(err).__name__}: {err}") from err
+    if magic.startswith(b"PK\x03\x04"):
+        raise FitError(
+            f"{str(target)!r} is a fit saved in file format 1 (a ZIP archive) by an earlier "
+            f"bayesmixed; this bayesmixed reads format(s) {', '.join(map(str, _READABLE))}: "
+            "load it with the bayesmixed that wrote it, and refit or save it again."
+        )
+    try:
+        tree = xr.open_datatree(target, engine=_ENGINE)
+    except Exception as err:
+        raise FitError(
+            f"{str(target)!r} is not a bayesmixed fit (a netCDF file written by fit.save()) "
+            f"or it is damaged: {type(err).__name__}: {err}"
+        ) from err
+    try:
+        return tree.load()
+    except Exception as err:
+        raise FitError(
+            f"Cannot read {str(target)!r}: the file is damaged or truncated "
+            f"({type(err).__name__}: {err})."
+        ) from err
+    finally:
+        tree.close()
+
+
+def _metadata(tree: Any, target: Path) -> dict[str, Any]:
+    if _GROUP not in tree.children:
+        raise FitError(
+            f"{str(target)!r} is a netCDF file but not a bayesmixed fit: it has no "
+            f"{_GROUP!r} group (files written by fit.save() have one)."
+        )
+    attrs = tree[_GROUP].attrs
+    try:
+        meta = json.loads(attrs["metadata"])
+    except (KeyError, TypeError, json.JSONDecodeError) as err:
+        raise FitError(
+            f"{str(target)!r} is not a readable bayesmixed fit: its model description is "
+            f"missing or damaged ({type(err).__name__}: {err})."
+        ) from err
+    if not isinstance(meta, dict):
+        raise FitError(f"{str(target)!r} is not a readable bayesmixed fit: its model "
+                       "description is not a JSON object.")
+    # the attributes are what tools other than bayesmixed read; they decide
+    meta["format"] = attrs.get("format")
+    version = attrs.get("format_version")
+    meta["format_version"] = int(version) if isinstance(version, int | np.integer) else version
+    return meta
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -337,16 +405,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         The file does not exist or is not a bayesmixed fit.
     """
     target = _as_path(path)
-    if not target.is_file():
-        raise FitError(f"No saved fit at {str(target)!r}: the file does not exist.")
-    try:
-        with zipfile.ZipFile(target) as zf:
-            return json.loads(zf.read(_META))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as err:
-        raise FitError(
-            f"{str(target)!r} is not a bayesmixed fit (files written by fit.save()); "
-            f"{type(err).__name__}: {err}"
-        ) from err
+    return _metadata(_open(target), target)
 
 
 def load(path: str | os.PathLike[str]) -> Fit:
@@ -364,9 +423,10 @@ def load(path: str | os.PathLike[str]) -> Fit:
     Raises
     ------
     FitError
-        The file is missing or not a saved fit, was written with a file-format version
-        this bayesmixed cannot read (the message names the version that wrote it), or the
-        model rebuilt from it does not match the saved draws.
+        The file is missing, a directory, damaged or not a saved fit, was written with a
+        file-format version this bayesmixed cannot read (the message names the version that
+        wrote it), or the model rebuilt from it does not match the saved draws. The message
+        names the path and the cause.
 
     Examples
     --------
@@ -374,14 +434,21 @@ def load(path: str | os.PathLike[str]) -> Fit:
     >>> fit = bm.load("sleep.bmfit")                                  # doctest: +SKIP
     """
     target = _as_path(path)
-    meta = read_metadata(target)
+    tree = _open(target)
+    meta = _metadata(tree, target)
     _check_version(meta, target)
     written_by = meta.get("written_by", {}).get("bayesmixed", "unknown")
-    with zipfile.ZipFile(target) as zf:
-        data = _read_frame(zf, meta["data"])
-        tree = _read_tree(zf, meta["tree"])
     try:
-        fit = _rebuild(meta, data, tree)
+        data = _read_frame(tree[_DATA].to_dataset(), meta["data"])
+        spec = {k: meta[k] for k in ("model", "priors", "settings", "sampling_time")}
+    except (KeyError, TypeError, ValueError) as err:
+        raise FitError(
+            f"Cannot read {str(target)!r}: its saved data or model description is damaged "
+            f"({type(err).__name__}: {err})."
+        ) from err
+    del tree[_GROUP]
+    try:
+        fit = _rebuild(spec, data, tree)
     except BayesMixedError as err:
         if isinstance(err, FitError):
             raise
@@ -389,7 +456,7 @@ def load(path: str | os.PathLike[str]) -> Fit:
             f"Cannot rebuild the model saved in {str(target)!r} by bayesmixed {written_by}: "
             f"{type(err).__name__}: {err}"
         ) from err
-    _check_match(fit, tree, written_by)
+    _check_match(fit, tree, written_by, target)
     return fit
 
 
@@ -410,6 +477,93 @@ def _check_version(meta: Mapping[str, Any], target: Path) -> None:
         f"{str(target)!r} was written by bayesmixed {written_by} in file format {version!r}; "
         f"bayesmixed {__version__} reads format(s) {', '.join(map(str, _READABLE))}: {advice}."
     )
+
+
+def _check_match(fit: Fit, tree: Any, written_by: str, target: Path) -> None:
+    """The rebuilt design must label the saved draws exactly as when they were drawn."""
+    design = fit.design
+    layout = design.layout
+    problems = []
+    if "posterior" not in tree.children:
+        problems.append("the file has no posterior group")
+    else:
+        posterior = tree["posterior"]
+        missing = [v for v in layout.var_names() if v not in posterior.data_vars]
+        if missing:
+            problems.append(f"variable(s) {', '.join(map(repr, missing))} have no draws")
+        for fac in design.factors:
+            names = layout.factor(fac.label)
+            if names.level_dim not in posterior.coords:
+                problems.append(f"factor {fac.label!r} has no draws")
+                continue
+            if [str(v) for v in posterior[names.level_dim].values] != list(fac.levels):
+                problems.append(f"the levels of {fac.label!r} differ")
+            term_dim = names.term_dim
+            if (term_dim in posterior.coords
+                    and [str(v) for v in posterior[term_dim].values] != list(fac.terms)):
+                problems.append(f"the terms of {fac.label!r} differ")
+    if problems:
+        from bayesmixed import __version__
+
+        raise FitError(
+            f"The model rebuilt from {str(target)!r} by bayesmixed {__version__} does not "
+            f"match the draws saved by bayesmixed {written_by}: {'; '.join(problems)}. Load "
+            f"the file with bayesmixed {written_by}."
+        )
+
+
+class _Reader:
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def array(self, info: Mapping[str, Any]) -> np.ndarray:
+        arr = np.asarray(self.data[info["var"]].values)
+        restore = info.get("restore")
+        if restore == "object":
+            arr = arr.astype(object)
+        elif restore == "T":
+            arr = arr.astype(np.dtypes.StringDType())
+        elif restore is not None:
+            arr = arr.astype(np.dtype(restore))
+        return arr
+
+    def series(self, info: Mapping[str, Any]) -> pd.Series:
+        kind = info["kind"]
+        if kind == "numpy":
+            return pd.Series(self.array(info["values"]).astype(np.dtype(info["dtype"])))
+        if kind == "categorical":
+            categories = pd.Index(self.series(info["categories"]))
+            codes = self.array(info["codes"])
+            return pd.Series(
+                pd.Categorical.from_codes(codes, categories=categories, ordered=info["ordered"])
+            )
+        mask = self.array(info["mask"]).astype(bool)
+        values = self.array(info["values"])
+        if kind == "text":
+            obj = values.astype(object)
+            obj[mask] = pd.NA if info.get("na_value") == "NA" else np.nan
+            series = pd.Series(obj, dtype=object)
+            return series if info["dtype"] == "object" else series.astype(info["dtype"])
+        if kind == "masked":
+            series = pd.Series(values).astype(info["dtype"])
+            series[mask] = pd.NA
+            return series
+        raise FitError(f"Unknown column kind {kind!r} in the saved data.")
+
+
+def _read_frame(data: Any, info: Mapping[str, Any]) -> pd.DataFrame:
+    reader = _Reader(data)
+    columns = {}
+    for col in info["columns"]:
+        columns[col["name"]] = reader.series(col).reset_index(drop=True)
+    idx = info["index"]
+    if idx["kind"] == "range":
+        index: pd.Index = pd.RangeIndex(idx["start"], idx["stop"], idx["step"], name=idx["name"])
+    else:
+        index = pd.Index(reader.series(idx), name=idx["name"])
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(info["rows"]))
+    frame.index = index
+    return frame
 
 
 def _rebuild(meta: Mapping[str, Any], data: pd.DataFrame, tree: Any) -> Fit:
@@ -446,97 +600,3 @@ def _rebuild(meta: Mapping[str, Any], data: pd.DataFrame, tree: Any) -> Fit:
     return Fit(model, tree, settings=settings, sampling_time=meta["sampling_time"])
 
 
-def _check_match(fit: Fit, tree: Any, written_by: str) -> None:
-    """The rebuilt design must label the saved draws exactly as when they were drawn."""
-    design = fit.design
-    posterior = tree["posterior"]
-    problems = []
-    for term in design.common.term_slices:
-        if term not in posterior.data_vars:
-            problems.append(f"common term {term!r} has no draws")
-    for fac in design.factors:
-        if fac.label not in posterior.coords:
-            problems.append(f"factor {fac.label!r} has no draws")
-            continue
-        if [str(v) for v in posterior[fac.label].values] != list(fac.levels):
-            problems.append(f"the levels of {fac.label!r} differ")
-        term_dim = f"{fac.label}__term"
-        if term_dim in posterior.coords and list(posterior[term_dim].values) != fac.terms:
-            problems.append(f"the terms of {fac.label!r} differ")
-    if problems:
-        from bayesmixed import __version__
-
-        raise FitError(
-            f"The model rebuilt by bayesmixed {__version__} does not match the draws saved by "
-            f"bayesmixed {written_by}: {'; '.join(problems)}. Load the file with bayesmixed "
-            f"{written_by}."
-        )
-
-
-class _Reader:
-    def __init__(self, zf: zipfile.ZipFile) -> None:
-        self.zf = zf
-
-    def array(self, info: Mapping[str, Any]) -> np.ndarray:
-        with self.zf.open(info["file"]) as handle:
-            arr = np.lib.format.read_array(handle, allow_pickle=False)
-        restore = info.get("restore")
-        if restore == "object":
-            arr = arr.astype(object)
-        elif restore == "T":
-            arr = arr.astype(np.dtypes.StringDType())
-        return arr
-
-    def series(self, info: Mapping[str, Any]) -> pd.Series:
-        kind = info["kind"]
-        if kind == "numpy":
-            return pd.Series(self.array(info["values"]))
-        if kind == "categorical":
-            categories = pd.Index(self.series(info["categories"]))
-            codes = self.array(info["codes"])
-            return pd.Series(
-                pd.Categorical.from_codes(codes, categories=categories, ordered=info["ordered"])
-            )
-        mask = self.array(info["mask"]).astype(bool)
-        values = self.array(info["values"])
-        if kind == "text":
-            obj = values.astype(object)
-            obj[mask] = np.nan
-            series = pd.Series(obj, dtype=object)
-            return series if info["dtype"] == "object" else series.astype(info["dtype"])
-        if kind == "masked":
-            series = pd.Series(values).astype(info["dtype"])
-            series[mask] = pd.NA
-            return series
-        raise FitError(f"Unknown column kind {kind!r} in the saved data.")
-
-
-def _read_frame(zf: zipfile.ZipFile, info: Mapping[str, Any]) -> pd.DataFrame:
-    reader = _Reader(zf)
-    columns = {}
-    for col in info["columns"]:
-        columns[col["name"]] = reader.series(col).reset_index(drop=True)
-    idx = info["index"]
-    if idx["kind"] == "range":
-        index: pd.Index = pd.RangeIndex(idx["start"], idx["stop"], idx["step"], name=idx["name"])
-    else:
-        index = pd.Index(reader.series(idx), name=idx["name"])
-    frame = pd.DataFrame(columns, index=pd.RangeIndex(info["rows"]))
-    frame.index = index
-    return frame
-
-
-def _read_tree(zf: zipfile.ZipFile, nodes: list[Mapping[str, Any]]) -> Any:
-    import xarray as xr
-
-    reader = _Reader(zf)
-    datasets = {}
-    for node in nodes:
-        coords, data_vars = {}, {}
-        for var in node["variables"]:
-            variable = xr.Variable(var["dims"], reader.array(var), attrs=_from_json(var["attrs"]))
-            (coords if var["coord"] else data_vars)[var["name"]] = variable
-        datasets[node["path"]] = xr.Dataset(
-            data_vars, coords=coords, attrs=_from_json(node["attrs"])
-        )
-    return xr.DataTree.from_dict(datasets)
