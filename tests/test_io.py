@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import zipfile
 
 import numpy as np
 import pandas as pd
@@ -12,7 +11,7 @@ import xarray as xr
 
 import bayesmixed as bm
 from bayesmixed.errors import ConvergenceWarning, FitError
-from bayesmixed.io import FORMAT_VERSION, read_metadata
+from bayesmixed.io import EXTENSION, FORMAT_VERSION, read_metadata
 from bayesmixed.results import Fit
 
 FORMULA = "Reaction ~ Days + phase + (Days | Subject)"
@@ -107,26 +106,43 @@ def test_metadata(saved, fitted):
     assert meta["model"]["formula"] == FORMULA
     assert meta["model"]["priors"]["cor(Subject)"] == {"eta": 2.0}
     assert meta["settings"]["random_seed"] == 7
-    with zipfile.ZipFile(saved) as zf:  # plain .npy arrays, no pickles
-        assert all(n.endswith((".npy", ".json")) for n in zf.namelist())
+
+
+def test_draws_open_with_xarray_and_arviz_alone(saved, fitted):
+    fit, _ = fitted
+    assert EXTENSION == ".bmfit"
+    with xr.open_datatree(saved) as tree:  # no engine named: xarray recognises netCDF-4
+        xr.testing.assert_identical(tree["posterior"].load(), fit.idata["posterior"])
+        assert {"posterior", "sample_stats", "observed_data"} <= set(tree.children)
+    import arviz as az
+
+    tree = az.from_netcdf(saved)
+    np.testing.assert_array_equal(
+        tree["posterior"]["r_Subject"].values, fit.posterior["r_Subject"].values
+    )
 
 
 def rewrite_meta(source, target, **changes):
-    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
-        for item in zin.infolist():
-            payload = zin.read(item.filename)
-            if item.filename == "bayesmixed.json":
-                meta = json.loads(payload)
-                meta.update(changes)
-                payload = json.dumps(meta).encode()
-            zout.writestr(item, payload)
+    """A copy of a saved fit with its metadata changed (as another version would write)."""
+    tree = xr.open_datatree(source).load()
+    tree.close()
+    attrs = tree["bayesmixed"].attrs
+    meta = json.loads(attrs["metadata"])
+    meta.update(changes)
+    attrs["metadata"] = json.dumps(meta)
+    if "format_version" in changes:
+        attrs["format_version"] = changes["format_version"]
+    tree.to_netcdf(target, engine="h5netcdf")
     return target
 
 
 @pytest.mark.parametrize(
     ("version", "words"),
     [
-        (FORMAT_VERSION + 1, r"written by bayesmixed 9\.9\.9 in file format 2.*upgrade"),
+        (
+            FORMAT_VERSION + 1,
+            rf"written by bayesmixed 9\.9\.9 in file format {FORMAT_VERSION + 1}.*upgrade",
+        ),
         (0, r"written by bayesmixed 9\.9\.9 in file format 0.*load it with bayesmixed 9\.9\.9"),
     ],
 )
