@@ -484,14 +484,16 @@ def _build_layout(design: Any, priors: Any, data: dict) -> _Layout:
     beta_slots = []
     for term, sl in common.term_slices.items():
         beta_slots.append(
-            _slot(term, priors.common[term], sl.start, sl.stop, f"prior.{term}", data, (_REAL,))
+            # keys apart from the family's: a column may be called "sigma" (issue 10, bug 1)
+            _slot(term, priors.common[term], sl.start, sl.stop, f"prior.common.{term}", data,
+                  (_REAL,))
         )
     sd_slots = []
     for k, term in enumerate(fac.terms):
         label = f"sd({term}|{fac.label})"
         sd_slots.append(_slot(label, priors.sd[label], k, k + 1, f"prior.{label}", data,
                               (_POSITIVE,)))
-    family_slot = _slot("sigma", priors.family["sigma"], 0, 1, "prior.sigma", data,
+    family_slot = _slot("sigma", priors.family["sigma"], 0, 1, "prior.family.sigma", data,
                         (_POSITIVE,))
     if fac.correlated_blocks:
         data["eta"] = np.asarray(float(priors.eta[fac.label]))
