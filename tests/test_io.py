@@ -199,3 +199,140 @@ def test_mismatched_model_raises(fitted, data, tmp_path):
     other.save(tmp_path / "bad.bmfit")
     with pytest.raises(FitError, match="levels of 'Subject' differ"):
         bm.load(tmp_path / "bad.bmfit")
+
+
+# -- every read/write failure is a FitError naming the path (issue 10, bug 10) ----------------
+
+
+def test_damaged_files_raise_fit_error(saved, tmp_path):
+    payload = saved.read_bytes()
+    truncated = tmp_path / "truncated.bmfit"
+    truncated.write_bytes(payload[: len(payload) // 2])
+    with pytest.raises(FitError, match=r"truncated\.bmfit.*(damaged|not a bayesmixed fit)"):
+        bm.load(truncated)
+    corrupt = tmp_path / "corrupt.bmfit"
+    corrupt.write_bytes(payload[:512] + bytes(len(payload) - 512))
+    with pytest.raises(FitError, match=r"corrupt\.bmfit"):
+        bm.load(corrupt)
+    noise = tmp_path / "noise.bmfit"
+    noise.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(FitError, match=r"noise\.bmfit.*is not a bayesmixed fit"):
+        bm.load(noise)
+    old = tmp_path / "old.bmfit"
+    old.write_bytes(b"PK\x03\x04" + bytes(100))  # a file format 1 (ZIP) fit
+    with pytest.raises(FitError, match=r"old\.bmfit.*file format 1"):
+        bm.load(old)
+    with pytest.raises(FitError, match=r"noise\.bmfit"):
+        read_metadata(noise)
+
+
+def test_other_netcdf_files_raise_fit_error(fitted, tmp_path):
+    fit, _ = fitted
+    plain = tmp_path / "idata.nc"
+    fit.idata.to_netcdf(plain, engine="h5netcdf")  # an ArviZ file, not a saved fit
+    with pytest.raises(FitError, match=r"idata\.nc.*no 'bayesmixed' group"):
+        bm.load(plain)
+
+
+def test_directories_and_missing_folders_raise_fit_error(fitted, tmp_path):
+    fit, _ = fitted
+    with pytest.raises(FitError, match=r"is a directory"):
+        fit.save(tmp_path)
+    with pytest.raises(FitError, match=r"is a directory"):
+        bm.load(tmp_path)
+    with pytest.raises(FitError, match=r"folder.*does not exist"):
+        fit.save(tmp_path / "missing" / "fit.bmfit")
+    with pytest.raises(FitError, match=r"missing.*does not exist"):
+        bm.load(tmp_path / "missing" / "fit.bmfit")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- round trips: every engine, cbind, factors named like ArviZ dimensions ----------------------
+
+
+def round_trip(fit, path, new=None):
+    """Save, load, and check that summaries, draws and seeded predictions are identical."""
+    fit.save(path)
+    again = bm.load(path)
+    pd.testing.assert_frame_equal(again.summary(), fit.summary())
+    xr.testing.assert_identical(again.idata, fit.idata)
+    for factor in fit.ranef():
+        pd.testing.assert_frame_equal(again.ranef()[factor], fit.ranef()[factor])
+    for args in ({}, {"kind": "response"},
+                 {"data": new, "kind": "response", "new_groups": "gaussian"}):
+        if args.get("data", 0) is None:
+            continue
+        a = fit.predict(random_seed=5, **args).draws
+        b = again.predict(random_seed=5, **args).draws
+        xr.testing.assert_identical(a, b)
+    with xr.open_datatree(path) as tree:  # xarray alone reads the draws
+        np.testing.assert_array_equal(
+            tree["posterior"][fit.design.layout.var_names()[0]].values,
+            fit.posterior[fit.design.layout.var_names()[0]].values,
+        )
+    return again
+
+
+def quiet_fit(model, **kwargs):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(draws=100, tune=100, chains=2, random_seed=3, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"sampler": "numpyro", "marginalize": False}, {}, {"sampler": "gibbs"}],
+    ids=["nuts", "marginal", "gibbs"],
+)
+def test_round_trip_every_engine(sleepstudy, tmp_path, kwargs):
+    fit = quiet_fit(bm.Model("Reaction ~ Days + (Days | Subject)", sleepstudy), **kwargs)
+    new = pd.DataFrame({"Days": [1, 8], "Subject": ["308", "new"]})
+    again = round_trip(fit, tmp_path / "fit.bmfit", new)
+    assert again.settings == fit.settings
+
+
+def test_round_trip_cbind():
+    cbpp = bm.datasets.cbpp()
+    fit = quiet_fit(bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp))
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        again = round_trip(fit, Path(folder) / "cbpp.bmfit", cbpp.head(4))
+    pd.testing.assert_frame_equal(again.model.data, fit.model.data)
+
+
+@pytest.mark.parametrize("name", ["sample", "chain", "draw"])
+def test_round_trip_factor_named_like_a_dimension(tmp_path, name):
+    """Bug 2: penicillin's factor ``sample`` saved but did not load."""
+    pen = bm.datasets.penicillin().rename(columns={"sample": name})
+    formula = f"diameter ~ 1 + (1 | plate) + (1 | {name})"
+    fit = quiet_fit(bm.Model(formula, pen))
+    assert fit.posterior[f"r_{name}"].dims[2] == f"{name}__level"
+    again = round_trip(fit, tmp_path / f"{name}.bmfit", pen.head(3))
+    assert list(again.ranef()[name].index) == list(fit.design.factor(name).levels)
+
+
+def test_round_trip_clashing_predictor(sleepstudy, tmp_path):
+    data = sleepstudy.rename(columns={"Days": "sigma"})
+    fit = quiet_fit(bm.Model("Reaction ~ sigma + (1 | Subject)", data))
+    again = round_trip(fit, tmp_path / "sigma.bmfit", data.head(3))
+    assert "b_sigma" in again.summary().index
+
+
+def test_round_trip_data_dtypes(sleepstudy, tmp_path):
+    """Integers stay integers, categorical order and strings come back, so predictions match."""
+    data = sleepstudy.assign(
+        Days=sleepstudy["Days"].astype("int32"),
+        level=pd.Categorical(np.where(sleepstudy["Days"] > 4, "high", "low"),
+                             categories=["low", "high"], ordered=True),
+        flag=sleepstudy["Days"] > 2,
+        when=pd.Timestamp("2020-01-01") + pd.to_timedelta(sleepstudy["Days"], unit="D"),
+        text=pd.array(np.where(sleepstudy["Days"] == 0, None, "x"), dtype="string"),
+    )
+    fit = quiet_fit(bm.Model("Reaction ~ Days + level + (1 | Subject)", data))
+    again = round_trip(fit, tmp_path / "dtypes.bmfit", data.head(4))
+    pd.testing.assert_frame_equal(again.model.data, data)
+    assert again.model.data["level"].cat.categories.tolist() == ["low", "high"]

@@ -70,6 +70,7 @@ EXTENSION = ".bmfit"
 _GROUP = "bayesmixed"
 _DATA = f"{_GROUP}/data"
 _ENGINE = "h5netcdf"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _LIBRARIES = (
     "bambi", "formulae", "pymc", "numpyro", "jax", "arviz", "xarray", "pandas", "numpy",
     "h5netcdf", "h5py",
@@ -354,6 +355,21 @@ def _open(target: Path) -> Any:
             f"bayesmixed; this bayesmixed reads format(s) {', '.join(map(str, _READABLE))}: "
             "load it with the bayesmixed that wrote it, and refit or save it again."
         )
+    if not magic.startswith(_HDF5_MAGIC):
+        raise FitError(
+            f"{str(target)!r} is not a bayesmixed fit (a netCDF-4 file written by fit.save()): "
+            "it does not start with the HDF5 signature."
+        )
+    import h5py
+
+    try:  # h5py first: h5netcdf leaves a half-made object behind on a damaged file
+        with h5py.File(target, "r") as h5:
+            h5.visit(lambda name: None)
+    except Exception as err:
+        raise FitError(
+            f"Cannot read {str(target)!r}: the file is damaged or truncated "
+            f"({type(err).__name__}: {err})."
+        ) from err
     try:
         tree = xr.open_datatree(target, engine=_ENGINE)
     except Exception as err:
