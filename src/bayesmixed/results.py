@@ -257,8 +257,11 @@ class Fit:
     def save(self, path: Any) -> Any:
         """Save the fit to one file; :func:`bayesmixed.load` reads it back.
 
-        The file holds the DataTree, the formula, family, link, priors, the data and the
-        sampler settings, so a loaded fit summarises and predicts exactly as this one.
+        The file (netCDF-4, extension ``.bmfit``) holds the DataTree, the formula, family,
+        link, priors, the data with their dtypes and the sampler settings, so a loaded fit
+        summarises and predicts exactly as this one; the draws open with xarray or ArviZ
+        alone (``xarray.open_datatree(path)``). Failures raise
+        :class:`~bayesmixed.errors.FitError` naming the path and the cause.
 
         Parameters
         ----------
