@@ -304,12 +304,16 @@ def test_round_trip_cbind():
     pd.testing.assert_frame_equal(again.model.data, fit.model.data)
 
 
-@pytest.mark.parametrize("name", ["sample", "chain", "draw"])
-def test_round_trip_factor_named_like_a_dimension(tmp_path, name):
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("sample", {}), ("chain", {}), ("draw", {}), ("sample", {"sampler": "gibbs"})],
+    ids=["sample", "chain", "draw", "sample-gibbs"],
+)
+def test_round_trip_factor_named_like_a_dimension(tmp_path, name, kwargs):
     """Bug 2: penicillin's factor ``sample`` saved but did not load."""
     pen = bm.datasets.penicillin().rename(columns={"sample": name})
     formula = f"diameter ~ 1 + (1 | plate) + (1 | {name})"
-    fit = quiet_fit(bm.Model(formula, pen))
+    fit = quiet_fit(bm.Model(formula, pen), **kwargs)
     assert fit.posterior[f"r_{name}"].dims[2] == f"{name}__level"
     again = round_trip(fit, tmp_path / f"{name}.bmfit", pen.head(3))
     assert list(again.ranef()[name].index) == list(fit.design.factor(name).levels)
