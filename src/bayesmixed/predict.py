@@ -44,8 +44,8 @@ import xarray as xr
 from bayesmixed import _bambi
 from bayesmixed.design import Design, FactorDesign, Rows
 from bayesmixed.errors import FitError, PredictionError
-from bayesmixed.response import TRIALS_FAMILIES
 from bayesmixed.layout import Layout
+from bayesmixed.response import TRIALS_FAMILIES
 from bayesmixed.summary import _qlabel
 
 if TYPE_CHECKING:
@@ -491,7 +491,9 @@ def _linear_predictor(
         index = np.asarray(group.index)
         unseen = index < 0
         if unseen.any():
-            new = _new_effects(posterior, fac, design.layout, len(group.new_levels), new_groups, rng)
+            new = _new_effects(
+                posterior, fac, design.layout, len(group.new_levels), new_groups, rng
+            )
             effects = np.concatenate([effects, new], axis=2)
             index = index.copy()
             index[unseen] = len(fac.levels) + group.new_codes[unseen]
