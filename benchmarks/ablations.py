@@ -11,7 +11,7 @@ of three).
 
 Configurations: the marginal model with parallel / vectorised / sequential chains, a
 dense mass matrix, float32, and without the Laplace preconditioner; the full model
-through :func:`bayesmixed.sampling.sample_pymc_jax` with parallel, sequential and
+through :func:`bayesmixed.engines.nuts.sample_pymc_jax` with parallel, sequential and
 vectorised chains.
 """
 
@@ -50,7 +50,7 @@ def _min_ess(draws: dict) -> tuple[float, str]:
 
 
 def _hyper(problem, z) -> dict:
-    from bayesmixed import marginal
+    from bayesmixed.engines import marginal
 
     h = marginal.constrained_draws(problem, z)
     out = {f"beta{i}": h["beta"][..., i] for i in range(h["beta"].shape[-1])}
@@ -68,8 +68,9 @@ def marginal_config(design, priors, *, method="parallel", dense=False, dtype="fl
                     precondition=True) -> dict:
     import numpy as np
 
-    from bayesmixed import marginal
-    from bayesmixed.sampling import SamplerSettings, run_nuts, seed_sequence
+    from bayesmixed.engines import marginal
+    from bayesmixed.engines.common import SamplerSettings, seed_sequence
+    from bayesmixed.engines.nuts import run_nuts
 
     problem = marginal.prepare(design, priors)
     if not precondition:
@@ -97,7 +98,8 @@ def full_config(model, *, method="parallel") -> dict:
     import numpy as np
 
     from bayesmixed.build import hyper_var_names
-    from bayesmixed.sampling import SamplerSettings, sample_pymc_jax
+    from bayesmixed.engines.common import SamplerSettings
+    from bayesmixed.engines.nuts import sample_pymc_jax
 
     runs = []
     for rep in range(1 + REPEATS):

@@ -193,7 +193,7 @@ def main(route: str) -> None:
     elif route == "article-warm":
         import jax
 
-        from bayesmixed.sampling import cache_dir
+        from bayesmixed.engines.common import cache_dir
 
         jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax-article"))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -11,9 +11,9 @@ import xarray as xr
 
 import bayesmixed as bm
 from bayesmixed.diagnostics import Diagnostics, check_fit, prior_scale
+from bayesmixed.engines.common import SamplerSettings
 from bayesmixed.errors import ConvergenceWarning, SingularFitWarning
 from bayesmixed.results import Fit
-from bayesmixed.sampling import SamplerSettings
 
 
 @pytest.fixture(scope="module")

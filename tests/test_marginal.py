@@ -1,4 +1,4 @@
-"""Exact marginalisation of Gaussian group effects (``bayesmixed.marginal``).
+"""Exact marginalisation of Gaussian group effects (``bayesmixed.engines.marginal``).
 
 Quick tests check the algebra against dense formulas (scipy, PyMC, numpyro); the ``slow``
 ones check that the marginal and the full model give the same posterior, to Monte Carlo
@@ -14,9 +14,9 @@ import pytest
 from scipy import stats
 
 import bayesmixed as bm
-from bayesmixed import marginal
+from bayesmixed.engines import choose_engine, marginal
+from bayesmixed.engines.common import SamplerSettings
 from bayesmixed.errors import SamplingError
-from bayesmixed.sampling import SamplerSettings
 
 
 def _dense(design):
@@ -111,58 +111,24 @@ def test_group_effects_follow_their_exact_conditional():
     np.testing.assert_allclose(emp, post_cov, atol=0.05 * np.max(np.diag(post_cov)))
 
 
-PYMC_PRIORS = [
-    ("Normal", {"mu": 1.0, "sigma": 2.0}, [-1.0, 3.0]),
-    ("Normal", {"mu": 1.0, "tau": 0.25}, [-1.0, 3.0]),
-    ("StudentT", {"nu": 3.0, "mu": 1.0, "sigma": 2.0}, [-4.0, 2.0]),
-    ("StudentT", {"nu": 5.0, "lam": 0.5}, [-4.0, 2.0]),
-    ("Cauchy", {"alpha": 0.5, "beta": 2.0}, [-4.0, 2.0]),
-    ("Laplace", {"mu": 0.5, "b": 2.0}, [-4.0, 2.0]),
-    ("HalfNormal", {"sigma": 3.0}, [0.5, 4.0]),
-    ("HalfNormal", {"tau": 0.2}, [0.5, 4.0]),
-    ("HalfStudentT", {"nu": 4.0, "sigma": 3.0}, [0.5, 7.0]),
-    ("HalfStudentT", {"nu": 4.0, "lam": 0.1}, [0.5, 7.0]),
-    ("HalfCauchy", {"beta": 2.0}, [0.5, 7.0]),
-    ("Exponential", {"lam": 0.5}, [0.5, 7.0]),
-    ("Exponential", {"scale": 3.0}, [0.5, 7.0]),
-    ("Gamma", {"alpha": 2.0, "beta": 0.5}, [0.5, 7.0]),
-    ("Gamma", {"mu": 2.0, "sigma": 1.5}, [0.5, 7.0]),
-    ("InverseGamma", {"alpha": 3.0, "beta": 2.0}, [0.5, 7.0]),
-    ("InverseGamma", {"mu": 2.0, "sigma": 1.0}, [0.5, 7.0]),
-    ("LogNormal", {"mu": 0.5, "sigma": 0.8}, [0.5, 7.0]),
-    ("Weibull", {"alpha": 1.5, "beta": 2.0}, [0.5, 7.0]),
-]
-
-
-@pytest.mark.parametrize(("name", "params", "points"), PYMC_PRIORS)
-def test_prior_densities_match_pymc_up_to_a_constant(name, params, points):
-    import pymc as pm
-
-    dist = marginal._DISTS[name]
-    canon = dist.canon(dict(params))
-    ours = [float(dist.logpdf(np, np.asarray(x), **canon)) for x in points]
-    theirs = [float(pm.logp(getattr(pm, name).dist(**params), x).eval()) for x in points]
-    assert ours[1] - ours[0] == pytest.approx(theirs[1] - theirs[0], rel=1e-9, abs=1e-9)
-
-
 @pytest.mark.parametrize(("k", "eta"), [(2, 1.0), (3, 1.0), (3, 2.5), (4, 0.7)])
 def test_lkj_cholesky_density_and_jacobian(k, eta):
-    import jax.numpy as jnp
     from numpyro.distributions import LKJCholesky
 
+    from bayesmixed.engines.common import configure_jax
+
+    configure_jax()
     rng = np.random.default_rng(k)
     m = k * (k - 1) // 2
     xs = rng.normal(size=(2, m))
-    L, logjac, logprior = marginal._lkj_cholesky(np, xs, k, eta)
-    Lm = np.stack([np.stack(row, axis=-1) for row in L], axis=-2)
-    np.testing.assert_allclose(np.sum(Lm**2, axis=-1), 1.0, rtol=1e-12)  # unit rows
-    ref = np.asarray(LKJCholesky(k, eta).log_prob(jnp.asarray(Lm)), dtype=float)
-    # numpyro may compute in float32 here (JAX's x64 flag is global)
-    assert logprior[1] - logprior[0] == pytest.approx(ref[1] - ref[0], rel=1e-5, abs=1e-5)
+    L, logjac, logprior = (np.asarray(a) for a in marginal._lkj_cholesky(xs, k, eta))
+    np.testing.assert_allclose(np.sum(L**2, axis=-1), 1.0, rtol=1e-12)  # unit rows
+    ref = np.asarray(LKJCholesky(k, eta).log_prob(L), dtype=float)
+    np.testing.assert_allclose(logprior, ref, rtol=1e-12)
 
     def strict_lower(x):
-        rows, _, _ = marginal._lkj_cholesky(np, x[None], k, eta)
-        return np.array([rows[i][j][0] for i in range(1, k) for j in range(i)])
+        rows = np.asarray(marginal._lkj_cholesky(x[None], k, eta)[0])[0]
+        return rows[np.tril_indices(k, -1)]
 
     h = 1e-6
     J = np.column_stack([(strict_lower(xs[0] + h * e) - strict_lower(xs[0] - h * e)) / (2 * h)
@@ -174,32 +140,37 @@ def _settings(**kw):
     return SamplerSettings(**{"draws": 50, "tune": 50, "chains": 2, "random_seed": 1, **kw})
 
 
+def _engine(model, marginalize="auto", sampler="auto"):
+    settings = choose_engine(model.design, model.priors, _settings(), sampler=sampler,
+                             marginalize=marginalize)
+    return settings.engine
+
+
 def test_auto_uses_marginal_only_where_exact():
     sleep = bm.Model("Reaction ~ Days + (Days | Subject)", bm.datasets.sleepstudy())
     pen = bm.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", bm.datasets.penicillin())
     cbpp = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)",
                     bm.datasets.cbpp())
-    assert marginal.use_marginal(sleep.design, sleep.priors, _settings(), "auto")
-    assert not marginal.use_marginal(sleep.design, sleep.priors, _settings(), False)
-    assert not marginal.use_marginal(
-        sleep.design, sleep.priors, _settings(sampler="pymc"), "auto")
-    assert not marginal.use_marginal(pen.design, pen.priors, _settings(), "auto")
-    assert "2 grouping factors" in marginal.supports_marginal(pen.design, pen.priors)
-    assert "binomial" in marginal.supports_marginal(cbpp.design, cbpp.priors)
+    assert _engine(sleep) == "marginal"
+    assert _engine(sleep, marginalize=False) == "nuts"
+    assert _engine(sleep, sampler="pymc") == "nuts"
+    assert _engine(pen) == "nuts"
+    assert "2 grouping factors" in marginal.supports(pen.design, pen.priors)
+    assert "binomial" in marginal.supports(cbpp.design, cbpp.priors)
     with pytest.raises(SamplingError, match="2 grouping factors"):
-        marginal.use_marginal(pen.design, pen.priors, _settings(), True)
+        _engine(pen, marginalize=True)
     with pytest.raises(SamplingError, match="marginalize='yes'"):
-        marginal.use_marginal(sleep.design, sleep.priors, _settings(), "yes")
+        _engine(sleep, marginalize="yes")
 
 
 def test_unsupported_prior_falls_back():
     data = bm.datasets.sleepstudy()
     model = bm.Model("Reaction ~ Days + (Days | Subject)", data,
                      priors={"sd(Days|Subject)": bm.Prior("Wald", mu=5, lam=10)})
-    assert "Wald" in marginal.supports_marginal(model.design, model.priors)
+    assert "Wald" in marginal.supports(model.design, model.priors)
     model = bm.Model("Reaction ~ Days + (Days | Subject)", data,
                      priors={"sigma": bm.Prior("Uniform", lower=0, upper=100)})
-    assert marginal.supports_marginal(model.design, model.priors) is None
+    assert marginal.supports(model.design, model.priors) is None
 
 
 def test_marginal_fit_has_the_full_models_variables(sleepstudy):

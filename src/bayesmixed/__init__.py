@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from bayesmixed import datasets, errors
 from bayesmixed._version import __version__
-from bayesmixed.sampling import configure_host_devices
+from bayesmixed.engines.common import configure_host_devices
 
 # parallel chains need JAX to see several CPU devices; only possible before JAX starts
 configure_host_devices()

@@ -170,26 +170,13 @@ def _shown(values: pd.Series, fmt: str, limit: int = 8) -> str:
 def prior_scale(prior: Prior) -> float | None:
     """A typical size of a positive prior (its scale parameter), or None if unknown.
 
-    ``HalfNormal(sigma)``, ``HalfStudentT(nu, sigma)``: ``sigma``; ``HalfCauchy(beta)``:
-    ``beta``; ``Exponential(lam)``: ``1 / lam``; ``Gamma``: its mean.
+    ``HalfNormal(sigma)`` (or ``tau``), ``HalfStudentT(nu, sigma)``: ``sigma``;
+    ``HalfCauchy(beta)``: ``beta``; ``Exponential(lam)``: ``1 / lam``; ``Gamma``: its mean
+    (read from the prior table, :func:`bayesmixed.prior_table.typical_scale`).
     """
-    p = {k: float(np.squeeze(v)) for k, v in prior.params.items() if np.size(v) == 1}
-    if "sigma" in p:
-        return p["sigma"]
-    if "tau" in p:
-        return p["tau"] ** -0.5
-    if prior.name in ("HalfStudentT", "StudentT") and "lam" in p:
-        return p["lam"] ** -0.5
-    if prior.name == "HalfCauchy" and "beta" in p:
-        return p["beta"]
-    if prior.name == "Exponential":
-        return p.get("scale") or (1 / p["lam"] if "lam" in p else None)
-    if prior.name == "Gamma":
-        if "mu" in p:
-            return p["mu"]
-        if "alpha" in p and "beta" in p:
-            return p["alpha"] / p["beta"]
-    return None
+    from bayesmixed.prior_table import typical_scale
+
+    return typical_scale(prior)
 
 
 def _singular(fit: Fit) -> tuple[str, ...]:

@@ -583,10 +583,10 @@ def _read_frame(data: Any, info: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def _rebuild(meta: Mapping[str, Any], data: pd.DataFrame, tree: Any) -> Fit:
+    from bayesmixed.engines.common import SamplerSettings
     from bayesmixed.model import Model
     from bayesmixed.priors import Prior, PriorSet
     from bayesmixed.results import Fit
-    from bayesmixed.sampling import SamplerSettings
 
     spec = meta["model"]
     overrides: dict[str, Any] = {}

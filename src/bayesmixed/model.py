@@ -135,22 +135,26 @@ class Model:
         Parameters
         ----------
         draws, tune, chains : int
-            Draws kept per chain, tuning steps per chain, number of chains.
-        sampler : {"auto", "numpyro", "blackjax", "pymc", "nutpie", "gibbs"}
+            Draws kept per chain, tuning steps per chain, number of chains (Python or
+            NumPy integers).
+        sampler : {"auto", "numpyro", "blackjax", "pymc", "gibbs"}
             ``"numpyro"``: NUTS on JAX. ``"gibbs"``: an exact blocked Gibbs sampler for
             Gaussian models (identity link) that scales to hundreds of thousands of rows
             and thousands of levels (see ``docs/scale.md``). ``"auto"`` (default) picks
             numpyro, except for Gaussian models with at least 10,000 rows or 1,000 group
             levels that cannot be marginalised (several grouping factors), where it picks
-            gibbs. ``fit.settings.sampler`` records the choice.
+            gibbs. ``fit.settings.sampler`` records the choice, ``fit.settings.engine``
+            the engine that ran (``"nuts"``, ``"marginal"`` or ``"gibbs"``) and
+            ``fit.settings.engine_reason`` why (see :mod:`bayesmixed.engines`).
         target_accept : float
             Target acceptance rate; raise it (0.95) if there are divergences.
         random_seed : int, optional
-            The same seed gives the same draws.
+            The same seed gives the same draws (Python or NumPy integer).
         progressbar : bool, optional
             Default: shown unless the environment variable ``CI`` is set.
-        chain_method : {"parallel", "vectorized"}, optional
-            How JAX runs the chains; parallel when JAX has a device per chain.
+        chain_method : {"parallel", "vectorized", "sequential"}, optional
+            How JAX runs the chains; parallel when JAX has a device per chain, else one
+            after the other (with a warning naming the fix if "parallel" was asked for).
         marginalize : {"auto", True, False}
             Integrate Gaussian group effects out exactly and sample only the
             hyper-parameters, then draw ``r_<g>`` from its exact conditional (same
@@ -162,34 +166,25 @@ class Model:
         -------
         Fit
         """
-        from bayesmixed.build import hyper_var_names
         from bayesmixed.diagnostics import check_fit
-        from bayesmixed.marginal import fit_marginal, use_marginal
+        from bayesmixed.engines import choose_engine, run
+        from bayesmixed.engines.common import SamplerSettings
         from bayesmixed.results import Fit
-        from bayesmixed.sampling import SamplerSettings, run_sampler
 
-        if sampler == "auto":
-            sampler = _choose_sampler(self, marginalize)
         settings = SamplerSettings(
             draws=draws,
             tune=tune,
             chains=chains,
-            sampler=sampler,
+            sampler="numpyro" if sampler == "auto" else sampler,
             target_accept=target_accept,
             random_seed=random_seed,
             progressbar=progressbar,
             chain_method=chain_method,
         )
         design = self.design
-        if settings.sampler == "gibbs":
-            from bayesmixed.gibbs import sample_gibbs
-
-            idata, seconds = sample_gibbs(design, self.priors, settings)
-        elif use_marginal(design, self.priors, settings, marginalize):
-            idata, seconds = fit_marginal(design, self.priors, settings)
-        else:
-            pm_model = self.build()
-            idata, seconds = run_sampler(pm_model, settings, hyper_var_names(design))
+        settings = choose_engine(design, self.priors, settings, sampler=sampler,
+                                 marginalize=marginalize)
+        idata, seconds = run(design, self.priors, settings)
         fit = Fit(self, idata, settings=settings, sampling_time=seconds)
         check_fit(fit)  # one ConvergenceWarning / SingularFitWarning naming the parameters
         return fit
@@ -208,32 +203,6 @@ class Model:
         lines.append("Priors:")
         lines.extend("  " + line for line in self.priors.describe().splitlines())
         return "\n".join(lines)
-
-
-#: a Gaussian model at least this large (rows, or levels over all factors) goes to Gibbs
-AUTO_GIBBS_ROWS, AUTO_GIBBS_LEVELS = 10_000, 1_000
-
-
-def _choose_sampler(model: Model, marginalize: bool | str) -> str:
-    """``sampler="auto"``: numpyro NUTS, or Gibbs for large Gaussian models NUTS would crawl
-    through (several grouping factors, so no exact marginal form)."""
-    from bayesmixed.gibbs import gibbs_supported
-    from bayesmixed.marginal import supports_marginal
-
-    design, priors = model.design, model.priors
-    large = (
-        design.n >= AUTO_GIBBS_ROWS
-        or sum(len(f.levels) for f in design.factors) >= AUTO_GIBBS_LEVELS
-    )
-    if (
-        large
-        and design.factors
-        and marginalize is not True
-        and (marginalize is False or supports_marginal(design, priors) is not None)
-        and gibbs_supported(design, priors) is None
-    ):
-        return "gibbs"
-    return "numpyro"
 
 
 def _check_data(data: Any) -> pd.DataFrame:

@@ -61,7 +61,17 @@ class Prior:
                 f"A prior's distribution must be named by a string such as 'Normal', got {name!r}."
             )
         for key, value in params.items():
-            arr = np.asarray(value, dtype=float)
+            if not isinstance(key, str) or not key.isidentifier():
+                raise PriorError(f"Prior {name}: parameter names must be words, got {key!r}.")
+            try:
+                arr = np.asarray(value, dtype=float)
+            except (TypeError, ValueError):
+                raise PriorError(
+                    f"Prior {name}: parameter {key}={value!r} must be a number or a list of "
+                    "numbers (one per column)."
+                ) from None
+            if isinstance(value, bool) or arr.dtype == bool:
+                raise PriorError(f"Prior {name}: parameter {key}={value!r} must be a number.")
             if not np.all(np.isfinite(arr)):
                 raise PriorError(f"Prior {name}: parameter {key}={value!r} must be finite.")
             if key in _POSITIVE and np.any(arr <= 0):

@@ -10,9 +10,9 @@ import pandas as pd
 from bayesmixed import summary as _summary
 
 if TYPE_CHECKING:
+    from bayesmixed.engines.common import SamplerSettings
     from bayesmixed.model import Model
     from bayesmixed.predict import Prediction
-    from bayesmixed.sampling import SamplerSettings
 
 __all__ = ["Fit"]
 
@@ -288,6 +288,16 @@ class Fit:
             f" Family: {design.family_name}\n  Links: {design.common.parent} = "
             f"{design.common.link_name}\nFormula: {self.model.formula}\n   Data: "
             f"{design.n} observations\n  Draws: {s.chains} chains, each with "
-            f"{s.tune} tuning and {s.draws} kept draws ({s.sampler} NUTS)"
+            f"{s.tune} tuning and {s.draws} kept draws ({_engine_words(s)})"
         )
         return _summary.format_summary(self.summary(), design, header)
+
+
+def _engine_words(settings: SamplerSettings) -> str:
+    """What ran the fit, for the header: "gibbs", "numpyro NUTS, group effects marginalised"."""
+    engine = getattr(settings, "engine", None)
+    if engine == "gibbs" or settings.sampler == "gibbs":
+        return "gibbs"
+    if engine == "marginal":
+        return f"{settings.sampler} NUTS, group effects marginalised"
+    return f"{settings.sampler} NUTS"

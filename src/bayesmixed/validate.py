@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from bayesmixed import prior_table as _table
 from bayesmixed.errors import (
     BayesMixedError,
     DataError,
@@ -82,39 +83,16 @@ _POSITIVE = frozenset({"gamma", "exponential", "weibull", "wald", "lognormal"})
 _NON_NEGATIVE = frozenset({"hurdle_gamma", "hurdle_lognormal"})
 _REAL = frozenset({"gaussian", "t", "laplace", "asymmetriclaplace", "exgaussian"})
 
-# distributions on the whole real line: wrong for a standard deviation or a scale
+# distributions on the whole real line: wrong for a standard deviation or a scale (the
+# prior table's real-line rows, plus PyMC distributions only the full NUTS model takes)
 _REAL_LINE_PRIORS = frozenset(
-    {
-        "Normal",
-        "StudentT",
-        "Cauchy",
-        "Laplace",
-        "Logistic",
-        "SkewNormal",
-        "SkewStudentT",
-        "Flat",
-        "Gumbel",
-        "AsymmetricLaplace",
-        "ExGaussian",
-        "Moyal",
-    }
+    {n for n, kind in _table.PRIORS.items() if kind.support == _table.REAL}
+    | {"Logistic", "SkewNormal", "SkewStudentT", "Gumbel", "AsymmetricLaplace", "ExGaussian",
+       "Moyal"}
 )
 _POSITIVE_PRIORS = frozenset(
-    {
-        "HalfNormal",
-        "HalfStudentT",
-        "HalfCauchy",
-        "HalfFlat",
-        "Exponential",
-        "Gamma",
-        "InverseGamma",
-        "LogNormal",
-        "Lognormal",
-        "Weibull",
-        "Wald",
-        "ChiSquared",
-        "Pareto",
-    }
+    {n for n, kind in _table.PRIORS.items() if kind.support == _table.POSITIVE}
+    | {"Wald", "ChiSquared", "Pareto"}
 )
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -647,6 +625,10 @@ def _distributions() -> dict[str, Any]:
 
 
 def _check_prior(prior: Prior, label: str, *, width: int) -> None:
+    if prior.name in _table.PRIORS:
+        _table.canonical(prior, label)  # names, required parameters, alternatives
+        _check_widths(prior, label, width)
+        return
     dists = _distributions()
     dist = dists.get(prior.name)
     if dist is None:
@@ -672,6 +654,10 @@ def _check_prior(prior: Prior, label: str, *, width: int) -> None:
         raise PriorError(
             f"The prior {prior!r} of {label!r} needs the parameter(s) {', '.join(required)}."
         )
+    _check_widths(prior, label, width)
+
+
+def _check_widths(prior: Prior, label: str, width: int) -> None:
     for key, value in prior.params.items():
         size = np.asarray(value).size
         if size not in (1, width):

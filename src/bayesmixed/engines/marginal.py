@@ -33,9 +33,17 @@ Sampling space. Before NUTS starts, the log density is maximised in numpy (no co
 and its Hessian taken by finite differences; NUTS then runs on ``xi`` with
 ``theta = mode + C xi`` (``C C' =`` the inverse Hessian), an affine map with a constant
 Jacobian that leaves the posterior unchanged but starts warm-up with a sensible scale and
-correlation structure. Positive parameters are sampled on the log scale, ``Uniform``-priored
-ones on the logit scale, LKJ Cholesky factors through Stan's signed stick-breaking of
-``tanh`` values. Prior densities are computed up to additive constants.
+correlation structure. Priors, their supports and transforms come from the shared table
+(:mod:`bayesmixed.prior_table`: numpyro's densities and ``biject_to``): positive parameters
+are sampled on the log scale, ``Uniform``-priored ones on the logit scale (as PyMC samples
+them), LKJ Cholesky factors through numpyro's ``CorrCholeskyTransform`` (Stan's signed
+stick-breaking of ``tanh`` values) with numpyro's ``LKJCholesky`` density.
+
+Compilation. The data (sufficient statistics, prior parameters, the sampling-space map)
+are arguments of every compiled program, never constants: the mode search, the Hessian,
+NUTS and the map back to the parameters are compiled once per model structure and shapes
+and reused by later fits in the process (and across processes through JAX's persistent
+cache).
 
 Precision. Sufficient statistics are taken about the least-squares fit (``y0 = y - X
 beta_ols``, so ``X'y0 = 0`` and ``y'y`` never cancels against ``beta'X'X beta``), which
@@ -44,12 +52,13 @@ float32).
 
 Supported: family ``gaussian`` with link ``identity``, exactly one grouping factor (any
 mix of correlated and independent blocks on it), priors whose PyMC names are in
-:data:`SUPPORTED_PRIORS`. Anything else raises :class:`MarginalNotSupported`, and
-``Model.fit(marginalize="auto")`` falls back to the full model.
+:data:`SUPPORTED_PRIORS`. :func:`supports` says why another model is not, and
+``Model.fit(marginalize="auto")`` then samples the full model.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,16 +66,19 @@ from typing import Any
 
 import numpy as np
 
+from bayesmixed import prior_table as table
+from bayesmixed.engines.common import configure_jax, numpy_rng, seed_sequence, to_datatree
+from bayesmixed.errors import PriorError
+
 __all__ = [
     "SUPPORTED_PRIORS",
     "MarginalNotSupported",
     "MarginalProblem",
     "draw_group_effects",
-    "fit_marginal",
+    "fit",
     "marginal_loglik",
     "prepare",
-    "supports_marginal",
-    "use_marginal",
+    "supports",
 ]
 
 
@@ -75,168 +87,13 @@ class MarginalNotSupported(Exception):
 
 
 # ---------------------------------------------------------------------------------------
-# Prior densities (up to additive constants), written once for numpy and jax.numpy
+# Priors and transforms: the shared table (numpyro densities and ``biject_to``)
 # ---------------------------------------------------------------------------------------
 
-_REAL, _POSITIVE, _INTERVAL = "real", "positive", "interval"
-
-
-def _alias(params: dict[str, float], name: str, alt: str, fn: Callable[[Any], Any]) -> None:
-    """Replace PyMC's alternative parameter ``alt`` by ``name`` (``tau`` -> ``sigma``)."""
-    if alt in params:
-        if name in params:
-            raise MarginalNotSupported(f"both {name!r} and {alt!r} given")
-        params[name] = fn(params.pop(alt))
-
-
-def _canon_normal(p: dict) -> dict:
-    _alias(p, "sigma", "tau", lambda t: np.asarray(t) ** -0.5)
-    return {"mu": p.get("mu", 0.0), "sigma": p.get("sigma", 1.0)}
-
-
-def _canon_student(p: dict) -> dict:
-    _alias(p, "sigma", "lam", lambda t: np.asarray(t) ** -0.5)
-    return {"nu": p["nu"], "mu": p.get("mu", 0.0), "sigma": p.get("sigma", 1.0)}
-
-
-def _canon_cauchy(p: dict) -> dict:
-    return {"alpha": p["alpha"], "beta": p["beta"]}
-
-
-def _canon_laplace(p: dict) -> dict:
-    return {"mu": p["mu"], "b": p["b"]}
-
-
-def _canon_halfnormal(p: dict) -> dict:
-    _alias(p, "sigma", "tau", lambda t: np.asarray(t) ** -0.5)
-    return {"sigma": p.get("sigma", 1.0)}
-
-
-def _canon_halfstudent(p: dict) -> dict:
-    _alias(p, "sigma", "lam", lambda t: np.asarray(t) ** -0.5)
-    return {"nu": p.get("nu", 1.0), "sigma": p.get("sigma", 1.0)}
-
-
-def _canon_halfcauchy(p: dict) -> dict:
-    return {"beta": p.get("beta", 1.0)}
-
-
-def _canon_exponential(p: dict) -> dict:
-    _alias(p, "lam", "scale", lambda s: 1.0 / np.asarray(s))
-    return {"lam": p.get("lam", 1.0)}
-
-
-def _canon_gamma(p: dict) -> dict:
-    if "mu" in p or "sigma" in p:
-        mu, sd = np.asarray(p.pop("mu")), np.asarray(p.pop("sigma"))
-        p["alpha"], p["beta"] = mu**2 / sd**2, mu / sd**2
-    return {"alpha": p["alpha"], "beta": p["beta"]}
-
-
-def _canon_invgamma(p: dict) -> dict:
-    if "mu" in p or "sigma" in p:
-        mu, sd = np.asarray(p.pop("mu")), np.asarray(p.pop("sigma"))
-        p["alpha"], p["beta"] = mu**2 / sd**2 + 2, mu * (mu**2 / sd**2 + 1)
-    return {"alpha": p["alpha"], "beta": p.get("beta", 1.0)}
-
-
-def _canon_lognormal(p: dict) -> dict:
-    _alias(p, "sigma", "tau", lambda t: np.asarray(t) ** -0.5)
-    return {"mu": p.get("mu", 0.0), "sigma": p.get("sigma", 1.0)}
-
-
-def _canon_weibull(p: dict) -> dict:
-    return {"alpha": p["alpha"], "beta": p["beta"]}
-
-
-def _canon_uniform(p: dict) -> dict:
-    return {"lower": p.get("lower", 0.0), "upper": p.get("upper", 1.0)}
-
-
-def _canon_none(p: dict) -> dict:
-    return {}
-
-
-def _lp_normal(xp, x, mu, sigma):
-    return -0.5 * ((x - mu) / sigma) ** 2
-
-
-def _lp_student(xp, x, nu, mu, sigma):
-    return -0.5 * (nu + 1) * xp.log1p(((x - mu) / sigma) ** 2 / nu)
-
-
-def _lp_cauchy(xp, x, alpha, beta):
-    return -xp.log1p(((x - alpha) / beta) ** 2)
-
-
-def _lp_laplace(xp, x, mu, b):
-    return -xp.abs(x - mu) / b
-
-
-def _lp_halfnormal(xp, x, sigma):
-    return -0.5 * (x / sigma) ** 2
-
-
-def _lp_halfstudent(xp, x, nu, sigma):
-    return -0.5 * (nu + 1) * xp.log1p((x / sigma) ** 2 / nu)
-
-
-def _lp_halfcauchy(xp, x, beta):
-    return -xp.log1p((x / beta) ** 2)
-
-
-def _lp_exponential(xp, x, lam):
-    return -lam * x
-
-
-def _lp_gamma(xp, x, alpha, beta):
-    return (alpha - 1) * xp.log(x) - beta * x
-
-
-def _lp_invgamma(xp, x, alpha, beta):
-    return -(alpha + 1) * xp.log(x) - beta / x
-
-
-def _lp_lognormal(xp, x, mu, sigma):
-    return -xp.log(x) - 0.5 * ((xp.log(x) - mu) / sigma) ** 2
-
-
-def _lp_weibull(xp, x, alpha, beta):
-    return (alpha - 1) * xp.log(x) - (x / beta) ** alpha
-
-
-def _lp_flat(xp, x, **_):
-    return xp.zeros_like(x)
-
-
-@dataclass(frozen=True)
-class _Dist:
-    support: str
-    canon: Callable[[dict], dict]
-    logpdf: Callable[..., Any]
-
-
-_DISTS: dict[str, _Dist] = {
-    "Normal": _Dist(_REAL, _canon_normal, _lp_normal),
-    "StudentT": _Dist(_REAL, _canon_student, _lp_student),
-    "Cauchy": _Dist(_REAL, _canon_cauchy, _lp_cauchy),
-    "Laplace": _Dist(_REAL, _canon_laplace, _lp_laplace),
-    "Flat": _Dist(_REAL, _canon_none, _lp_flat),
-    "HalfNormal": _Dist(_POSITIVE, _canon_halfnormal, _lp_halfnormal),
-    "HalfStudentT": _Dist(_POSITIVE, _canon_halfstudent, _lp_halfstudent),
-    "HalfCauchy": _Dist(_POSITIVE, _canon_halfcauchy, _lp_halfcauchy),
-    "Exponential": _Dist(_POSITIVE, _canon_exponential, _lp_exponential),
-    "Gamma": _Dist(_POSITIVE, _canon_gamma, _lp_gamma),
-    "InverseGamma": _Dist(_POSITIVE, _canon_invgamma, _lp_invgamma),
-    "LogNormal": _Dist(_POSITIVE, _canon_lognormal, _lp_lognormal),
-    "Lognormal": _Dist(_POSITIVE, _canon_lognormal, _lp_lognormal),
-    "Weibull": _Dist(_POSITIVE, _canon_weibull, _lp_weibull),
-    "HalfFlat": _Dist(_POSITIVE, _canon_none, _lp_flat),
-    "Uniform": _Dist(_INTERVAL, _canon_uniform, _lp_flat),
-}
+_REAL, _POSITIVE, _INTERVAL = table.REAL, table.POSITIVE, table.INTERVAL
 
 #: PyMC distribution names the marginal path understands (with PyMC's parameter aliases).
-SUPPORTED_PRIORS: tuple[str, ...] = tuple(sorted(_DISTS))
+SUPPORTED_PRIORS: tuple[str, ...] = table.SUPPORTED_PRIORS
 
 
 @dataclass(frozen=True)
@@ -245,26 +102,25 @@ class _PriorSlot:
 
     label: str
     dist: str
-    kind: str  # transform: "real", "positive" (log) or "interval" (logit)
+    kind: str  # support: "real", "positive" (log transform) or "interval" (logit)
     start: int
     stop: int
-    params: tuple[str, ...]  # names of its parameter arrays in the data dict
+    params: tuple[str, ...]  # names of its canonical parameter arrays in the data dict
 
 
 def _slot(label: str, prior: Any, start: int, stop: int, key: str, data: dict,
           allowed: tuple[str, ...]) -> _PriorSlot:
-    dist = _DISTS.get(prior.name)
-    if dist is None:
+    if prior.name not in table.PRIORS:
         raise MarginalNotSupported(
             f"prior {prior!r} of {label!r} (supported: {', '.join(SUPPORTED_PRIORS)})"
         )
     try:
-        canon = dist.canon({k: np.asarray(v, dtype=float) for k, v in prior.params.items()})
-    except KeyError as err:
-        raise MarginalNotSupported(f"prior {prior!r} of {label!r} lacks {err}") from err
-    kind = dist.support
+        canon = table.canonical(prior, label)
+    except PriorError as err:
+        raise MarginalNotSupported(str(err)) from None
+    kind = table.support(prior.name)
     if kind == _INTERVAL:
-        lower, upper = np.asarray(canon["lower"]), np.asarray(canon["upper"])
+        lower, upper = np.asarray(canon["low"]), np.asarray(canon["high"])
         if _POSITIVE not in allowed or np.any(lower < 0) or np.any(upper <= lower):
             raise MarginalNotSupported(f"prior {prior!r} of {label!r} (bounded support)")
     elif kind not in allowed:
@@ -277,37 +133,34 @@ def _slot(label: str, prior: Any, start: int, stop: int, key: str, data: dict,
     return _PriorSlot(label, prior.name, kind, start, stop, tuple(names))
 
 
-def _prior_logp(xp, slot: _PriorSlot, x, data: dict):
+def _slot_params(slot: _PriorSlot, data: dict) -> dict[str, Any]:
+    return {n.rsplit(".", 1)[1]: data[n] for n in slot.params}
+
+
+def _prior_logp(slot: _PriorSlot, x, data: dict):
     """Sum over the slot's coordinates of the prior log density at constrained ``x``."""
-    params = {n.rsplit(".", 1)[1]: data[n] for n in slot.params}
-    if slot.kind == _INTERVAL:
-        return xp.zeros(x.shape[:-1], dtype=x.dtype)
-    return xp.sum(_DISTS[slot.dist].logpdf(xp, x, **params), axis=-1)
+    import jax.numpy as jnp
+
+    return jnp.sum(table.log_prob(slot.dist, _slot_params(slot, data), x), axis=-1)
 
 
-def _constrain(xp, slot: _PriorSlot, theta, data: dict):
+def _constrain(slot: _PriorSlot, theta, data: dict):
     """Unconstrained ``theta`` (..., m) -> constrained value and log |Jacobian| (...)."""
-    if slot.kind == _REAL:
-        return theta, xp.zeros(theta.shape[:-1], dtype=theta.dtype)
-    if slot.kind == _POSITIVE:
-        return xp.exp(theta), xp.sum(theta, axis=-1)
-    lower = data[f"{slot.params[0].rsplit('.', 1)[0]}.lower"]
-    upper = data[f"{slot.params[0].rsplit('.', 1)[0]}.upper"]
-    log_s, log_1ms = -xp.logaddexp(0.0, -theta), -xp.logaddexp(0.0, theta)
-    value = lower + (upper - lower) * xp.exp(log_s)
-    return value, xp.sum(xp.log(upper - lower) + log_s + log_1ms, axis=-1)
+    import jax.numpy as jnp
+
+    transform = table.transform(slot.dist, _slot_params(slot, data))
+    value = transform(theta)
+    return value, jnp.sum(transform.log_abs_det_jacobian(theta, value), axis=-1)
 
 
 def _unconstrain(slot: _PriorSlot, value: np.ndarray, data: dict) -> np.ndarray:
-    """Inverse of :func:`_constrain` (numpy), for starting values."""
-    if slot.kind == _REAL:
-        return value
-    if slot.kind == _POSITIVE:
-        return np.log(value)
-    key = slot.params[0].rsplit(".", 1)[0]
-    lower, upper = data[f"{key}.lower"], data[f"{key}.upper"]
-    frac = np.clip((value - lower) / (upper - lower), 1e-6, 1 - 1e-6)
-    return np.log(frac) - np.log1p(-frac)
+    """Inverse of :func:`_constrain` (numpy out), for starting values."""
+    params = _slot_params(slot, data)
+    if slot.kind == _INTERVAL:
+        lower, upper = params["low"], params["high"]
+        value = lower + (upper - lower) * np.clip((value - lower) / (upper - lower),
+                                                  1e-6, 1 - 1e-6)
+    return np.asarray(table.transform(slot.dist, params).inv(value), dtype=float)
 
 
 # ---------------------------------------------------------------------------------------
@@ -355,36 +208,15 @@ def _backward(C: list[list[Any]], b: list[Any]) -> list[Any]:
     return x
 
 
-def _log1m_tanh2(xp, x):
-    """``log(1 - tanh(x)^2)``, stable for large ``|x|``."""
-    a = xp.abs(x)
-    return 2.0 * (math.log(2.0) - a - xp.log1p(xp.exp(-2.0 * a)))
+def _lkj_cholesky(x, k: int, eta):
+    """``k(k-1)/2`` reals -> Cholesky factor of a correlation matrix (numpyro's transform).
 
-
-def _lkj_cholesky(xp, x, k: int, eta):
-    """Stick-breaking: ``k(k-1)/2`` reals -> Cholesky factor of a correlation matrix.
-
-    Returns the factor as nested lists (rows), the log |Jacobian| of ``x -> strict lower
-    triangle`` and the LKJ(eta) log density of the factor with respect to its strict lower
-    triangle (Stan's ``lkj_corr_cholesky``), both up to constants; shapes ``x.shape[:-1]``.
+    Returns the factor ``(..., k, k)``, the log |Jacobian| of ``x -> strict lower
+    triangle`` and numpyro's ``LKJCholesky(k, eta)`` log density of the factor.
     """
-    zero = xp.zeros(x.shape[:-1], dtype=x.dtype)
-    L: list[list[Any]] = [[zero] * k for _ in range(k)]
-    L[0][0] = zero + 1.0
-    logjac = zero
-    logprior = zero
-    pos = 0
-    for i in range(1, k):
-        rem = zero + 1.0
-        for j in range(i):
-            z = xp.tanh(x[..., pos])
-            L[i][j] = z * xp.sqrt(rem)
-            logjac = logjac + 0.5 * xp.log(rem) + _log1m_tanh2(xp, x[..., pos])
-            rem = rem - L[i][j] ** 2
-            pos += 1
-        L[i][i] = xp.sqrt(rem)
-        logprior = logprior + (k - i - 1 + 2.0 * eta - 2.0) * 0.5 * xp.log(rem)
-    return L, logjac, logprior
+    transform = table.corr_cholesky_transform()
+    L = transform(x)
+    return L, transform.log_abs_det_jacobian(x, L), table.lkj_cholesky_log_prob(L, eta)
 
 
 # ---------------------------------------------------------------------------------------
@@ -452,7 +284,7 @@ class MarginalProblem:
         return self.layout.dim
 
 
-def supports_marginal(design: Any, priors: Any) -> str | None:
+def supports(design: Any, priors: Any) -> str | None:
     """``None`` when the model can be marginalised exactly here, else the reason why not."""
     try:
         _check_design(design)
@@ -525,6 +357,7 @@ def prepare(design: Any, priors: Any) -> MarginalProblem:
         When the model has no exact marginal form here.
     """
     _check_design(design)
+    configure_jax()
     data: dict[str, np.ndarray] = {}
     layout = _build_layout(design, priors, data)
     fac = design.factors[0]
@@ -555,32 +388,37 @@ def prepare(design: Any, priors: Any) -> MarginalProblem:
     return problem
 
 
-def _unpack(xp, theta, data: dict, layout: _Layout):
-    """``theta`` (..., D) -> (beta, sd, T rows, sigma, log |Jacobian| + log prior)."""
+def _unpack(theta, data: dict, layout: _Layout):
+    """``theta`` (..., D) -> (beta, sd, L rows, T rows, sigma, log |Jacobian| + log prior).
+
+    JAX only: densities and transforms come from the prior table (numpyro).
+    """
+    import jax.numpy as jnp
+
     P, K = layout.n_beta, layout.n_terms
     beta = theta[..., :P]
-    lp = xp.zeros(theta.shape[:-1], dtype=theta.dtype)
+    lp = jnp.zeros(theta.shape[:-1], dtype=theta.dtype)
     for slot in layout.beta_slots:
-        lp = lp + _prior_logp(xp, slot, beta[..., slot.start:slot.stop], data)
+        lp = lp + _prior_logp(slot, beta[..., slot.start:slot.stop], data)
     sds = []
     for slot in layout.sd_slots:
         raw = theta[..., P + slot.start:P + slot.stop]
-        value, jac = _constrain(xp, slot, raw, data)
-        lp = lp + jac + _prior_logp(xp, slot, value, data)
+        value, jac = _constrain(slot, raw, data)
+        lp = lp + jac + _prior_logp(slot, value, data)
         sds.append(value[..., 0])
-    zero = xp.zeros(theta.shape[:-1], dtype=theta.dtype)
+    zero = jnp.zeros(theta.shape[:-1], dtype=theta.dtype)
     Lc: list[list[Any]] = [[zero + (1.0 if i == j else 0.0) for j in range(K)] for i in range(K)]
     pos = layout.lkj_start
     for block, size in zip(layout.blocks, layout.lkj_sizes, strict=True):
-        Lb, jac, prior = _lkj_cholesky(xp, theta[..., pos:pos + size], len(block), data["eta"])
+        Lb, jac, prior = _lkj_cholesky(theta[..., pos:pos + size], len(block), data["eta"])
         lp = lp + jac + prior
         for a, ia in enumerate(block):
             for b, ib in enumerate(block):
-                Lc[ia][ib] = Lb[a][b]
+                Lc[ia][ib] = Lb[..., a, b]
         pos += size
     s = layout.sigma_index
-    sigma, jac = _constrain(xp, layout.family_slot, theta[..., s:s + 1], data)
-    lp = lp + jac + _prior_logp(xp, layout.family_slot, sigma, data)
+    sigma, jac = _constrain(layout.family_slot, theta[..., s:s + 1], data)
+    lp = lp + jac + _prior_logp(layout.family_slot, sigma, data)
     T = [[sds[i] * Lc[i][j] for j in range(K)] for i in range(K)]
     return beta, sds, Lc, T, sigma[..., 0], lp
 
@@ -622,10 +460,67 @@ def _loglik(xp, beta, T, sigma, data: dict):
     return -0.5 * (n * math.log(2 * math.pi) + n * xp.log(s2) + logdet + quad)
 
 
-def _log_density(xp, theta, data: dict, layout: _Layout):
-    """Log posterior density of unconstrained ``theta`` (..., D), up to a constant."""
-    beta, _, _, T, sigma, lp = _unpack(xp, theta, data, layout)
-    return lp + _loglik(xp, beta, T, sigma, data)
+def _log_density(theta, data: dict, layout: _Layout):
+    """Log posterior density of unconstrained ``theta`` (..., D) (JAX)."""
+    import jax.numpy as jnp
+
+    beta, _, _, T, sigma, lp = _unpack(theta, data, layout)
+    return lp + _loglik(jnp, beta, T, sigma, data)
+
+
+def _constrained(theta, data: dict, layout: _Layout):
+    """``theta`` (..., D) -> beta, sd (..., K), Cholesky factor (..., K, K), sigma (JAX)."""
+    import jax.numpy as jnp
+
+    beta, sds, Lc, _, sigma, _ = _unpack(theta, data, layout)
+    L = jnp.stack([jnp.stack(row, axis=-1) for row in Lc], axis=-2)
+    return beta, jnp.stack(sds, axis=-1), L, sigma
+
+
+_SAMPLING_MAP = ("mode", "scale")
+
+
+def _statistics(data: dict) -> dict:
+    """``data`` without the sampling-space map: the arguments of the compiled programs."""
+    return {k: v for k, v in data.items() if k not in _SAMPLING_MAP}
+
+
+@functools.cache
+def _programs() -> dict[str, Callable]:
+    """The marginal model's compiled programs, one per layout and shapes, data as arguments.
+
+    ``value_and_grad(theta, stats, layout)`` of the single-point log density (the mode
+    search, a finite-difference Hessian of exact gradients, checks of starting points) and
+    ``constrained`` (draws -> model parameters). ``layout`` is static; every array
+    (statistics, prior parameters) is an argument, so fits of new data with the same
+    structure reuse the programs (in-process, and across processes through JAX's
+    persistent cache). Few programs, because each costs seconds to compile the first time.
+    """
+    import jax
+
+    configure_jax()
+    return {
+        "value_and_grad": jax.jit(jax.value_and_grad(_log_density), static_argnums=2),
+        "constrained": jax.jit(_constrained, static_argnums=2),
+    }
+
+
+def _value_and_grad(theta: np.ndarray, data: dict, layout: _Layout) -> tuple[float, np.ndarray]:
+    """The compiled log density and its gradient at one ``theta`` (D,) (-inf if not finite)."""
+    value, grad = _programs()["value_and_grad"](np.asarray(theta, float), _statistics(data),
+                                                layout)
+    value, grad = float(value), np.asarray(grad)
+    if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+        return -np.inf, np.zeros_like(grad)
+    return value, grad
+
+
+def _logp_np(theta: np.ndarray, data: dict, layout: _Layout) -> np.ndarray:
+    """The compiled log density at each row of ``theta`` (..., D) (non-finite -> -inf)."""
+    theta = np.asarray(theta, float)
+    flat = theta.reshape(-1, theta.shape[-1])
+    out = np.array([_value_and_grad(row, data, layout)[0] for row in flat])
+    return out.reshape(theta.shape[:-1])
 
 
 def marginal_loglik(problem: MarginalProblem, beta: np.ndarray, sd: np.ndarray,
@@ -651,7 +546,7 @@ def marginal_loglik(problem: MarginalProblem, beta: np.ndarray, sd: np.ndarray,
 
 
 # ---------------------------------------------------------------------------------------
-# Starting point and preconditioner (numpy + scipy: nothing to compile)
+# Starting point and preconditioner (scipy's L-BFGS on the compiled log density)
 # ---------------------------------------------------------------------------------------
 
 
@@ -669,30 +564,6 @@ def _initial_theta(problem: MarginalProblem, design: Any) -> np.ndarray:
     return theta
 
 
-def _hessian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Central-difference Hessian of a batched scalar function (all points in one call)."""
-    D = len(x)
-    E = np.diag(h)
-    pts = [x]
-    for i in range(D):
-        pts += [x + E[i], x - E[i]]
-    for i in range(D):
-        for j in range(i + 1, D):
-            pts += [x + E[i] + E[j], x + E[i] - E[j], x - E[i] + E[j], x - E[i] - E[j]]
-    vals = f(np.asarray(pts))
-    f0 = vals[0]
-    H = np.zeros((D, D))
-    for i in range(D):
-        H[i, i] = (vals[1 + 2 * i] - 2 * f0 + vals[2 + 2 * i]) / h[i] ** 2
-    pos = 1 + 2 * D
-    for i in range(D):
-        for j in range(i + 1, D):
-            a, b, c, d = vals[pos:pos + 4]
-            H[i, j] = H[j, i] = (a - b - c + d) / (4 * h[i] * h[j])
-            pos += 4
-    return H
-
-
 def _set_sampling_map(problem: MarginalProblem, design: Any) -> None:
     """Find the posterior mode and a Laplace preconditioner; store ``mode`` and ``scale``."""
     from scipy.optimize import minimize
@@ -700,19 +571,11 @@ def _set_sampling_map(problem: MarginalProblem, design: Any) -> None:
     layout, data = problem.layout, problem.data
 
     def f(theta: np.ndarray) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            out = _log_density(np, np.atleast_2d(theta), data, layout)
-        return np.where(np.isfinite(out), out, -np.inf)
+        return _logp_np(np.atleast_2d(theta), data, layout)
 
     def neg_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        # value and central-difference gradient from one batched evaluation
-        h = 1e-6 * np.maximum(1.0, np.abs(theta))
-        E = np.diag(h)
-        vals = f(np.concatenate([theta[None], theta + E, theta - E]))
-        if not np.all(np.isfinite(vals)):
-            return 1e300, np.zeros_like(theta)
-        D = len(theta)
-        return -vals[0], -(vals[1:D + 1] - vals[D + 1:]) / (2 * h)
+        value, grad = _value_and_grad(theta, data, layout)
+        return (-value, -grad) if np.isfinite(value) else (1e300, grad)
 
     theta0 = _initial_theta(problem, design)
     width = np.full(layout.dim, 25.0)
@@ -721,10 +584,15 @@ def _set_sampling_map(problem: MarginalProblem, design: Any) -> None:
     with np.errstate(all="ignore"):
         res = minimize(neg_and_grad, theta0, jac=True, method="L-BFGS-B", bounds=bounds)
     mode = res.x if np.all(np.isfinite(res.x)) and np.isfinite(f(res.x)[0]) else theta0
-    step = 1e-4 * np.maximum(1.0, np.abs(mode))
     scale = None
-    with np.errstate(all="ignore"):
-        H = -_hessian(f, mode, step)
+    # Hessian: central differences of exact gradients (no second compiled program)
+    step = 1e-5 * np.maximum(1.0, np.abs(mode))
+    H = np.empty((layout.dim, layout.dim))
+    for i in range(layout.dim):
+        e = np.zeros(layout.dim)
+        e[i] = step[i]
+        H[:, i] = -(_value_and_grad(mode + e, data, layout)[1]
+                    - _value_and_grad(mode - e, data, layout)[1]) / (2 * step[i])
     if np.all(np.isfinite(H)):
         H = 0.5 * (H + H.T)
         vals, vecs = np.linalg.eigh(H)
@@ -752,12 +620,11 @@ def _set_sampling_map(problem: MarginalProblem, design: Any) -> None:
 
 def _potential_fn_gen(layout: _Layout) -> Callable[[dict], Callable]:
     """``data -> potential(xi)`` for numpyro (negative log density in sampling space)."""
-    import jax.numpy as jnp
 
     def gen(data: dict) -> Callable:
         def potential(xi):
             theta = data["mode"] + data["scale"] @ xi
-            return -_log_density(jnp, theta, data, layout)
+            return -_log_density(theta, data, layout)
 
         return potential
 
@@ -775,11 +642,11 @@ def constrained_draws(problem: MarginalProblem, xi: np.ndarray) -> dict[str, np.
     """
     data, layout = problem.data, problem.layout
     theta = data["mode"] + xi @ data["scale"].T
-    beta, sds, Lc, _, sigma, _ = _unpack(np, theta, data, layout)
-    L = np.stack([np.stack(row, axis=-1) for row in Lc], axis=-2)
+    beta, sd, L, sigma = (np.asarray(x) for x in _programs()["constrained"](
+        theta, _statistics(data), layout))
     return {
         "beta": beta,
-        "sd": np.stack(sds, axis=-1),
+        "sd": sd,
         "cor_chol": L,
         "cor": L @ np.swapaxes(L, -1, -2),
         "sigma": sigma,
@@ -836,7 +703,7 @@ def draw_group_effects(
     return out.reshape(*lead, G, K)
 
 
-def fit_marginal(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
+def fit(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
     """Fit by exact marginalisation; return the DataTree and the sampler's wall time.
 
     Parameters
@@ -858,18 +725,18 @@ def fit_marginal(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
     --------
     >>> import bayesmixed as bm
     >>> model = bm.Model("Reaction ~ Days + (Days | Subject)", bm.datasets.sleepstudy())
-    >>> fit = model.fit(marginalize=True, random_seed=1)   # doctest: +SKIP
-    >>> fit.idata["posterior"].attrs["marginalized"]          # doctest: +SKIP
-    1
+    >>> fitted = model.fit(marginalize=True, random_seed=1)   # doctest: +SKIP
+    >>> fitted.settings.engine                                   # doctest: +SKIP
+    'marginal'
     """
     import time
 
-    from bayesmixed.sampling import run_nuts, seed_sequence
+    from bayesmixed.engines.nuts import run_nuts
 
     start = time.perf_counter()
     problem = prepare(design, priors)
     seeds = seed_sequence(settings.random_seed).spawn(3)
-    init = _initial_points(problem, np.random.default_rng(seeds[0]), settings.chains)
+    init = _initial_points(problem, numpy_rng(seeds[0]), settings.chains)
     nuts = run_nuts(
         _potential_fn_gen(problem.layout),
         problem.data,
@@ -881,7 +748,7 @@ def fit_marginal(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
     hyper = constrained_draws(problem, nuts.z)
     r = draw_group_effects(
         problem, hyper["beta"], hyper["sd"], hyper["cor_chol"], hyper["sigma"],
-        np.random.default_rng(seeds[2]),
+        numpy_rng(seeds[2]),
     )
     idata = _to_datatree(design, problem, hyper, r, nuts, settings)
     seconds = time.perf_counter() - start
@@ -901,8 +768,7 @@ def _initial_points(problem: MarginalProblem, rng: np.random.Generator,
     data, layout = problem.data, problem.layout
     for _ in range(30):
         theta = data["mode"] + init @ data["scale"].T
-        with np.errstate(all="ignore"):
-            ok = np.isfinite(_log_density(np, theta, data, layout))
+        ok = np.isfinite(_logp_np(theta, data, layout))
         if ok.all():
             break
         init[~ok] *= 0.5
@@ -911,7 +777,7 @@ def _initial_points(problem: MarginalProblem, rng: np.random.Generator,
 
 def _to_datatree(design: Any, problem: MarginalProblem, hyper: dict, r: np.ndarray,
                  nuts: Any, settings: Any) -> Any:
-    from bayesmixed.sampling import to_datatree
+    from bayesmixed.engines.nuts import nuts_attrs
 
     common = design.common
     layout = design.layout
@@ -929,49 +795,9 @@ def _to_datatree(design: Any, problem: MarginalProblem, hyper: dict, r: np.ndarr
     dims = {k: v for k, v in layout.dims().items() if k in posterior or k in observed}
     return to_datatree(
         posterior,
-        nuts,
+        nuts.stats,
         observed=observed,
         coords=layout.coords(),
         dims=dims,
-        attrs={"marginalized": 1, "tuning_steps": settings.tune},
+        attrs=nuts_attrs(nuts, settings, marginalized=1),
     )
-
-
-def use_marginal(design: Any, priors: Any, settings: Any, marginalize: bool | str) -> bool:
-    """Decide whether ``Model.fit`` integrates the group effects out.
-
-    Parameters
-    ----------
-    design, priors, settings
-        The model's design and priors and the validated sampler settings.
-    marginalize : {"auto", True, False}
-        ``"auto"``: whenever the model has an exact marginal form here and the sampler is
-        numpyro (it is then always faster: fewer parameters, no funnel, cost independent
-        of the number of rows). ``True``: always, or raise if impossible. ``False``: never.
-
-    Raises
-    ------
-    SamplingError
-        For an invalid ``marginalize``, or ``marginalize=True`` on a model without an
-        exact marginal form here (the message says why).
-    """
-    from bayesmixed.errors import SamplingError
-
-    if marginalize not in ("auto", True, False):
-        raise SamplingError(
-            f"marginalize={marginalize!r} must be 'auto', True or False."
-        )
-    if marginalize is False:
-        return False
-    reason = None if settings.sampler == "numpyro" else f"sampler={settings.sampler!r}"
-    reason = reason or supports_marginal(design, priors)
-    if reason is None:
-        return True
-    if marginalize is True:
-        raise SamplingError(
-            f"marginalize=True is not possible for this model: {reason}. It needs "
-            "sampler='numpyro', family='gaussian' with the identity link, one grouping "
-            f"factor and priors among {', '.join(SUPPORTED_PRIORS)}; use "
-            "marginalize='auto' or False to sample the full model."
-        )
-    return False

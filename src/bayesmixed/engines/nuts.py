@@ -1,21 +1,17 @@
-"""Posterior draws on JAX: numpyro's NUTS by default, or blackjax / PyMC / nutpie.
+"""The full-model NUTS engine: numpyro's NUTS on the PyMC model, or blackjax / PyMC.
 
 :func:`run_nuts` drives numpyro's NUTS kernel directly (no ``pm.sample``) on any flat log
-density: the marginal model of :mod:`bayesmixed.marginal`, or a PyMC model's log density
-translated to JAX by PyTensor (:func:`sample_pymc_jax`). Compiled samplers are reused within
-the process and, through JAX's persistent compilation cache and exported traced programs
-under :func:`cache_dir`, across processes (see ``docs/benchmarks.md``).
-
-Parallel chains on the CPU need JAX to see several host devices, which can only be set
-before JAX initialises: :func:`configure_host_devices` does that (``import bayesmixed``
-calls it); when JAX was imported first with a single device the chains run one after the
-other.
+density: the marginal model of :mod:`bayesmixed.engines.marginal`, or a PyMC model's log
+density translated to JAX by PyTensor (:func:`sample_pymc_jax`). Compiled samplers are
+reused within the process and, through JAX's persistent compilation cache and exported
+traced programs under :func:`~bayesmixed.engines.common.cache_dir`, across processes (see
+``docs/benchmarks.md``). Seeding, chain placement and the DataTree come from
+:mod:`bayesmixed.engines.common`.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -24,91 +20,40 @@ from typing import Any
 
 import numpy as np
 
+from bayesmixed.engines.common import (
+    SamplerSettings,
+    cache_dir,
+    cache_enabled,
+    configure_jax,
+    jax_keys,
+    numpy_rng,
+    place_chains,
+    seed_sequence,
+    to_datatree,
+)
 from bayesmixed.errors import SamplingError
 
 __all__ = [
-    "SAMPLERS",
     "NutsDraws",
-    "SamplerSettings",
-    "cache_dir",
-    "configure_host_devices",
-    "configure_jax",
-    "default_chain_method",
+    "fit",
+    "nuts_attrs",
     "run_nuts",
     "run_sampler",
     "sample_pymc_jax",
-    "seed_sequence",
-    "to_datatree",
+    "supports",
 ]
 
-SAMPLERS = ("numpyro", "blackjax", "pymc", "nutpie", "gibbs")
+
+def supports(design: Any, priors: Any) -> str | None:
+    """The full model runs every model the design and priors describe: always None."""
+    return None
 
 
-def configure_host_devices(n: int | None = None) -> bool:
-    """Let JAX use ``n`` CPU devices (default: max(4, cores)) so chains run in parallel.
+def fit(design: Any, priors: Any, settings: SamplerSettings) -> tuple[Any, float]:
+    """Sample the full PyMC model (group effects included); return the DataTree and seconds."""
+    from bayesmixed.build import build_pymc_model, hyper_var_names
 
-    Returns False (and changes nothing) when JAX is already initialised.
-    """
-    if "jax" in sys.modules:
-        return False
-    n = n or max(4, os.cpu_count() or 1)
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
-    return True
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    """Validated sampler options (see :meth:`bayesmixed.Model.fit`)."""
-
-    draws: int = 1000
-    tune: int = 1000
-    chains: int = 4
-    sampler: str = "numpyro"
-    target_accept: float = 0.8
-    random_seed: int | None = None
-    progressbar: bool | None = None
-    chain_method: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("draws", "tune", "chains"):
-            value = getattr(self, name)
-            minimum = 0 if name == "tune" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                kind = "a non-negative" if name == "tune" else "a positive"
-                raise SamplingError(f"{name}={value!r} must be {kind} integer.")
-        if self.sampler not in SAMPLERS:
-            raise SamplingError(
-                f"Unknown sampler {self.sampler!r}; choose 'auto' or one of {', '.join(SAMPLERS)}."
-            )
-        if not (isinstance(self.target_accept, float | int) and 0 < self.target_accept < 1):
-            raise SamplingError(
-                f"target_accept={self.target_accept!r} must be a number between 0 and 1."
-            )
-        seed = self.random_seed
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise SamplingError(f"random_seed={seed!r} must be a non-negative integer or None.")
-        if self.chain_method not in (None, "parallel", "vectorized", "sequential"):
-            raise SamplingError(
-                f"chain_method={self.chain_method!r} must be 'parallel', 'vectorized' or "
-                "'sequential'."
-            )
-
-    @property
-    def show_progress(self) -> bool:
-        """Progress bar on unless asked otherwise or running under CI."""
-        if self.progressbar is not None:
-            return bool(self.progressbar)
-        return not os.environ.get("CI")
-
-
-def _chain_method(settings: SamplerSettings) -> str:
-    if settings.chain_method:
-        return settings.chain_method
-    import jax
-
-    return "parallel" if jax.local_device_count() >= settings.chains else "vectorized"
+    return run_sampler(build_pymc_model(design, priors), settings, hyper_var_names(design))
 
 
 def run_sampler(model: Any, settings: SamplerSettings, var_names: list[str]) -> tuple[Any, float]:
@@ -142,10 +87,8 @@ def run_sampler(model: Any, settings: SamplerSettings, var_names: list[str]) -> 
                     "sampler='blackjax' needs the blackjax package: pip install blackjax"
                 ) from err
         kwargs["nuts_sampler"] = settings.sampler
-        method = _chain_method(settings)
+        method = place_chains(settings)
         kwargs["nuts"] = {"chain_method": "vectorized" if method == "sequential" else method}
-    elif settings.sampler == "nutpie":
-        kwargs["nuts_sampler"] = "nutpie"
     else:
         kwargs["cores"] = min(settings.chains, os.cpu_count() or 1)
     start = time.perf_counter()
@@ -162,55 +105,6 @@ def run_sampler(model: Any, settings: SamplerSettings, var_names: list[str]) -> 
 #: Compiled samplers kept in this process, keyed by model structure and sampler options.
 _COMPILED: dict[Any, Any] = {}
 _COMPILED_MAX = 8
-
-
-def cache_dir() -> Path:
-    """Directory of bayesmixed's persistent caches (compiled samplers).
-
-    ``$BAYESMIXED_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/bayesmixed``, else
-    ``~/.cache/bayesmixed`` (``%LOCALAPPDATA%\\bayesmixed`` on Windows). Like JAX's own
-    compilation cache, its contents are trusted: do not share it with untrusted users.
-    """
-    env = os.environ.get("BAYESMIXED_CACHE_DIR")
-    if env:
-        return Path(env)
-    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        return Path(os.environ["LOCALAPPDATA"]) / "bayesmixed"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "bayesmixed"
-
-
-def _cache_enabled() -> bool:
-    return os.environ.get("BAYESMIXED_JAX_CACHE", "1") != "0"
-
-
-def configure_jax(x64: bool = True) -> None:
-    """Enable float64 and, unless the user set one, JAX's persistent compilation cache.
-
-    XLA executables are written to ``cache_dir() / "jax"`` and reused by later processes
-    that compile the same program, which removes compilation from every fit but the
-    first of a given structure. Set ``BAYESMIXED_JAX_CACHE=0`` to leave JAX's cache
-    settings alone (and keep no traced programs either).
-    """
-    import jax
-
-    if x64:
-        jax.config.update("jax_enable_x64", True)
-    if not _cache_enabled() or jax.config.jax_compilation_cache_dir:
-        return  # disabled, or the user's own cache wins
-    path = cache_dir() / "jax"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-
-
-def seed_sequence(random_seed: int | None) -> np.random.SeedSequence:
-    """The seed sequence every random choice of a fit derives from (fresh if None)."""
-    return np.random.SeedSequence(random_seed)
 
 
 @dataclass(frozen=True)
@@ -238,18 +132,6 @@ class NutsDraws:
     compile_seconds: float
     sampling_seconds: float
     chain_method: str
-
-
-def default_chain_method(chains: int) -> str:
-    """Parallel chains when JAX has a device per chain, else one after the other.
-
-    Sequential chains reuse one compiled single-chain program; vectorised chains
-    (``jax.vmap`` of NUTS) took up to ten times longer to compile and sampled no faster
-    on two cores (``docs/benchmarks.md``).
-    """
-    import jax
-
-    return "parallel" if chains > 1 and jax.local_device_count() >= chains else "sequential"
 
 
 def _nuts_programs(potential_fn_gen: Any, *, tune: int, draws: int, target_accept: float,
@@ -320,7 +202,7 @@ def _source_digest() -> str:
 
         digest = hashlib.sha256()
         here = Path(__file__).resolve().parent
-        for name in ("sampling.py", "marginal.py"):
+        for name in ("common.py", "nuts.py", "marginal.py", "../prior_table.py"):
             try:
                 digest.update((here / name).read_bytes())
             except OSError:
@@ -396,7 +278,7 @@ def _compiled_sampler(potential_fn_gen: Any, data: Any, z0: Any, keys: Any, *, m
         key = _program_key(static_key, options, method, chains, init_args)
         if key in _COMPILED:
             return _COMPILED[key]
-    exported = _load_exported(key) if key is not None and _cache_enabled() else None
+    exported = _load_exported(key) if key is not None and cache_enabled() else None
     if exported is None:
         init, advance = _nuts_programs(
             potential_fn_gen, tune=tune, draws=n_draws, target_accept=target_accept,
@@ -412,7 +294,7 @@ def _compiled_sampler(potential_fn_gen: Any, data: Any, z0: Any, keys: Any, *, m
                 export.export(jax.jit(init))(*init_args),
                 export.export(jax.jit(advance))(data, state, record, n_spec),
             )
-            if key is not None and _cache_enabled():
+            if key is not None and cache_enabled():
                 _save_exported(key, exported)
             init_fn, advance_fn = exported[0].call, exported[1].call
         except Exception:  # programs that cannot be exported are traced as they are
@@ -506,26 +388,14 @@ def run_nuts(
 
     configure_jax(x64=np.dtype(dtype) == np.float64)  # float32 needs a process without x64
     chains = settings.chains
-    method = settings.chain_method or default_chain_method(chains)
-    if method == "parallel" and jax.local_device_count() < chains:
-        warnings.warn(
-            f"chain_method='parallel' needs {chains} JAX devices but there are "
-            f"{jax.local_device_count()}; running the chains one after the other. Import "
-            "bayesmixed before JAX (or set XLA_FLAGS=--xla_force_host_platform_device_count"
-            "=N) to run them in parallel.",
-            UserWarning,
-            stacklevel=3,
-        )
-        method = "sequential"
-    if chains == 1:
-        method = "sequential"
+    method = place_chains(settings)
     # numpy in, numpy out: eager JAX operations would each cost a (cached) compilation
     data = jax.tree.map(
         lambda x: np.asarray(x, dtype=dtype if np.asarray(x).dtype.kind == "f" else None),
         data,
     )
     z0 = np.asarray(init, dtype=dtype)
-    keys = seed.generate_state(2 * chains, dtype=np.uint32).reshape(chains, 2)  # raw keys
+    keys = jax_keys(seed, chains)
     options = (settings.tune, settings.draws, float(settings.target_accept), bool(dense_mass),
                int(max_tree_depth), np.dtype(dtype).name)
     total = settings.tune + settings.draws
@@ -662,7 +532,7 @@ def sample_pymc_jax(
 
         return potential
 
-    jitter = np.random.default_rng(seeds[1]).uniform(-1, 1, size=(settings.chains, len(flat)))
+    jitter = numpy_rng(seeds[1]).uniform(-1, 1, size=(settings.chains, len(flat)))
     nuts = run_nuts(potential_fn_gen, {}, flat + jitter, settings=settings, seed=seeds[2],
                     static_key=_jaxpr_key(potential_fn_gen({}), flat))
 
@@ -679,42 +549,20 @@ def sample_pymc_jax(
     coords, dims = coords_and_dims_for_inferencedata(model)
     observed = {k: np.asarray(v) for k, v in find_observations(model).items()}
     idata = to_datatree(
-        posterior, nuts, observed=observed, coords=coords,
+        posterior, nuts.stats, observed=observed, coords=coords,
         dims={k: list(v) for k, v in dims.items() if k in posterior or k in observed},
-        attrs={"tuning_steps": settings.tune},
+        attrs=nuts_attrs(nuts, settings),
     )
     return idata, time.perf_counter() - start
 
 
-def to_datatree(
-    posterior: dict[str, np.ndarray],
-    nuts: NutsDraws,
-    *,
-    observed: dict[str, np.ndarray],
-    coords: dict[str, Any],
-    dims: dict[str, list[str]],
-    attrs: dict[str, Any] | None = None,
-):
-    """Assemble the ArviZ DataTree as ``pm.sample`` lays it out.
-
-    Groups ``posterior`` (``(chain, draw, ...)`` arrays), ``sample_stats`` and
-    ``observed_data``; the posterior's attributes record the sampler, the compile and
-    sampling times and the chain method.
-    """
-    from arviz_base import from_dict
-
-    base = {
+def nuts_attrs(nuts: NutsDraws, settings: SamplerSettings, **extra: Any) -> dict[str, Any]:
+    """Posterior attributes of a run of :func:`run_nuts`: library, times, chain method."""
+    return {
         "inference_library": "numpyro",
         "sampling_time": nuts.sampling_seconds,
         "compile_time": nuts.compile_seconds,
         "chain_method": nuts.chain_method,
+        "tuning_steps": settings.tune,
+        **extra,
     }
-    base.update(attrs or {})
-    used = {d for ds in dims.values() for d in ds}
-    return from_dict(
-        {"posterior": posterior, "sample_stats": nuts.stats, "observed_data": observed},
-        coords={k: v for k, v in coords.items() if k in used},
-        dims=dims,
-        sample_dims=["chain", "draw"],
-        attrs={"posterior": base},
-    )

@@ -1,0 +1,136 @@
+"""The engines that sample a model's posterior, behind one interface and one chooser.
+
+Each engine module (:mod:`~bayesmixed.engines.nuts`, :mod:`~bayesmixed.engines.marginal`,
+:mod:`~bayesmixed.engines.gibbs`) has
+
+* ``supports(design, priors) -> str | None``: why it cannot run the model, or None;
+* ``fit(design, priors, settings) -> (DataTree, seconds)``: the posterior with the same
+  variables, dimensions and coordinates whichever engine ran.
+
+They share :mod:`~bayesmixed.engines.common` (options, seeding, chain placement, the
+DataTree builder) and the prior table :mod:`bayesmixed.prior_table`. :func:`choose_engine`
+picks the engine for ``Model.fit(sampler=..., marginalize=...)`` and says why;
+:func:`run` runs it.
+
+========== ==================================================================
+engine     what it does
+========== ==================================================================
+nuts       NUTS on the full PyMC model (numpyro, blackjax or PyMC's sampler)
+marginal   NUTS on the hyper-parameters, group effects integrated out exactly
+           (Gaussian, identity link, one grouping factor); then exact draws
+gibbs      blocked Gibbs sweeps for large Gaussian models (identity link)
+========== ==================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib import import_module
+from typing import Any
+
+from bayesmixed.engines.common import SAMPLERS, SamplerSettings
+from bayesmixed.errors import SamplingError
+
+__all__ = ["AUTO_GIBBS_LEVELS", "AUTO_GIBBS_ROWS", "ENGINES", "choose_engine", "engine", "run"]
+
+#: engine name -> module (imported on first use)
+ENGINES = {"nuts": "bayesmixed.engines.nuts", "marginal": "bayesmixed.engines.marginal",
+           "gibbs": "bayesmixed.engines.gibbs"}
+
+#: a Gaussian model at least this large (rows, or levels over all factors) goes to Gibbs
+AUTO_GIBBS_ROWS, AUTO_GIBBS_LEVELS = 10_000, 1_000
+
+
+def engine(name: str) -> Any:
+    """The module of engine ``name`` (``"nuts"``, ``"marginal"`` or ``"gibbs"``)."""
+    return import_module(ENGINES[name])
+
+
+def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
+                  sampler: str = "auto", marginalize: bool | str = "auto") -> SamplerSettings:
+    """Pick the engine for ``Model.fit(sampler=..., marginalize=...)``.
+
+    Rules: ``sampler="gibbs"`` runs Gibbs (or raises why it cannot). ``sampler="auto"``
+    runs Gibbs for Gaussian models with at least :data:`AUTO_GIBBS_ROWS` rows or
+    :data:`AUTO_GIBBS_LEVELS` levels that have no exact marginal form (several grouping
+    factors), and numpyro otherwise. With numpyro, ``marginalize="auto"`` integrates the
+    group effects out whenever the model has an exact marginal form (always faster: fewer
+    parameters, no funnel), ``True`` insists on it, ``False`` samples the full model.
+
+    Parameters
+    ----------
+    design, priors
+        The model's design and priors.
+    settings : SamplerSettings
+        Validated options (its ``sampler`` is replaced by the choice).
+    sampler : {"auto", "numpyro", "blackjax", "pymc", "gibbs"}
+    marginalize : {"auto", True, False}
+
+    Returns
+    -------
+    SamplerSettings
+        ``settings`` with ``sampler``, ``engine`` and ``engine_reason`` filled in.
+
+    Raises
+    ------
+    SamplingError
+        An unknown ``sampler`` or ``marginalize``, ``sampler="gibbs"`` on a model Gibbs
+        cannot run, or ``marginalize=True`` on a model without an exact marginal form.
+    """
+    if not (isinstance(marginalize, bool) or (isinstance(marginalize, str)
+                                                and marginalize == "auto")):
+        raise SamplingError(f"marginalize={marginalize!r} must be 'auto', True or False.")
+    if sampler != "auto" and sampler not in SAMPLERS:
+        raise SamplingError(
+            f"Unknown sampler {sampler!r}; choose 'auto' or one of {', '.join(SAMPLERS)}."
+        )
+
+    def done(name: str, nuts_sampler: str, reason: str) -> SamplerSettings:
+        return dataclasses.replace(settings, sampler=nuts_sampler, engine=name,
+                                   engine_reason=reason)
+
+    gibbs, marginal = engine("gibbs"), engine("marginal")
+    if sampler == "gibbs":
+        why_not = gibbs.supports(design, priors)
+        if why_not:
+            raise SamplingError(why_not + "; use sampler='numpyro'.")
+        return done("gibbs", "gibbs", "sampler='gibbs' was asked for")
+    no_marginal = None if marginalize is True else (
+        "marginalize=False" if marginalize is False else marginal.supports(design, priors))
+    if sampler == "auto":
+        levels = sum(len(f.levels) for f in design.factors)
+        large = design.n >= AUTO_GIBBS_ROWS or levels >= AUTO_GIBBS_LEVELS
+        if large and design.factors and no_marginal and gibbs.supports(design, priors) is None:
+            return done(
+                "gibbs", "gibbs",
+                f"sampler='auto': a large Gaussian model ({design.n} rows, {levels} group "
+                f"levels) without an exact marginal form ({no_marginal})",
+            )
+        sampler = "numpyro"
+    if marginalize is False:
+        return done("nuts", sampler, "marginalize=False: the full model")
+    why_not = f"sampler={sampler!r}" if sampler != "numpyro" else marginal.supports(design,
+                                                                                     priors)
+    if why_not is None:
+        return done("marginal", "numpyro",
+                    "Gaussian model with one grouping factor: group effects integrated out "
+                    "exactly")
+    if marginalize is True:
+        raise SamplingError(
+            f"marginalize=True is not possible for this model: {why_not}. It needs "
+            "sampler='numpyro', family='gaussian' with the identity link, one grouping "
+            f"factor and priors among {', '.join(marginal.SUPPORTED_PRIORS)}; use "
+            "marginalize='auto' or False to sample the full model."
+        )
+    return done("nuts", sampler, f"the full model: no exact marginal form ({why_not})")
+
+
+def run(design: Any, priors: Any, settings: SamplerSettings) -> tuple[Any, float]:
+    """Run the engine ``settings.engine`` (see :func:`choose_engine`)."""
+    if settings.engine not in ENGINES:
+        raise SamplingError(
+            f"Unknown engine {settings.engine!r}; engines: {', '.join(ENGINES)}."
+        )
+    idata, seconds = engine(settings.engine).fit(design, priors, settings)
+    idata["posterior"].attrs["engine"] = settings.engine
+    return idata, seconds

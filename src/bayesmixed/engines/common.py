@@ -1,0 +1,283 @@
+"""What every engine shares: options, JAX set-up, seeding, chain placement, the DataTree.
+
+* :class:`SamplerSettings`: the validated options of :meth:`bayesmixed.Model.fit`, plus the
+  engine that ran and why (``engine``, ``engine_reason``, filled in by the chooser).
+* :func:`configure_jax`: float64 and JAX's persistent compilation cache.
+* :func:`seed_sequence`: the ONE way a ``random_seed`` becomes randomness. Every engine
+  spawns its streams from it (numpy generators with :func:`numpy_rng`, JAX keys with
+  :func:`jax_keys`), so the same seed gives the same draws on every engine.
+* :func:`place_chains`: the ONE chain placement (parallel on several JAX devices, or one
+  chain after the other), warning with the fix when parallel chains were asked for and
+  cannot run.
+* :func:`to_datatree`: the ONE DataTree builder (ArviZ's ``from_dict``), used by every
+  engine.
+
+Parallel chains on the CPU need JAX to see several host devices, which can only be set
+before JAX initialises: :func:`configure_host_devices` does that (``import bayesmixed``
+calls it); when JAX was imported first with a single device the chains run one after the
+other.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bayesmixed.errors import SamplingError
+
+__all__ = [
+    "CHAIN_METHODS",
+    "SAMPLERS",
+    "SamplerSettings",
+    "cache_dir",
+    "cache_enabled",
+    "configure_host_devices",
+    "configure_jax",
+    "jax_keys",
+    "numpy_rng",
+    "place_chains",
+    "seed_sequence",
+    "to_datatree",
+]
+
+#: values of ``Model.fit(sampler=...)`` besides "auto" (nutpie is not offered: it does not
+#: install from the lock file)
+SAMPLERS = ("numpyro", "blackjax", "pymc", "gibbs")
+
+CHAIN_METHODS = ("parallel", "vectorized", "sequential")
+
+
+def configure_host_devices(n: int | None = None) -> bool:
+    """Let JAX use ``n`` CPU devices (default: max(4, cores)) so chains run in parallel.
+
+    Returns False (and changes nothing) when JAX is already initialised.
+    """
+    if "jax" in sys.modules:
+        return False
+    n = n or max(4, os.cpu_count() or 1)
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+    return True
+
+
+def _as_int(name: str, value: Any, minimum: int, kind: str) -> int:
+    """``value`` as a Python int (NumPy integers included), or a SamplingError."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise SamplingError(f"{name}={value!r} must be {kind} integer.")
+    value = int(value)
+    if value < minimum:
+        raise SamplingError(f"{name}={value!r} must be {kind} integer.")
+    return value
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Validated sampler options (see :meth:`bayesmixed.Model.fit`).
+
+    ``engine`` (``"nuts"``, ``"marginal"`` or ``"gibbs"``) and ``engine_reason`` record
+    which engine ran the fit and why (set by :func:`bayesmixed.engines.choose_engine`).
+    NumPy integers are accepted wherever an integer is (and stored as ``int``).
+    """
+
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    sampler: str = "numpyro"
+    target_accept: float = 0.8
+    random_seed: int | None = None
+    progressbar: bool | None = None
+    chain_method: str | None = None
+    engine: str | None = None
+    engine_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("draws", "tune", "chains"):
+            minimum = 0 if name == "tune" else 1
+            kind = "a non-negative" if name == "tune" else "a positive"
+            object.__setattr__(self, name, _as_int(name, getattr(self, name), minimum, kind))
+        if self.sampler not in SAMPLERS:
+            raise SamplingError(
+                f"Unknown sampler {self.sampler!r}; choose 'auto' or one of {', '.join(SAMPLERS)}."
+            )
+        ta = self.target_accept
+        if isinstance(ta, bool) or not isinstance(ta, numbers.Real) or not 0 < ta < 1:
+            raise SamplingError(
+                f"target_accept={self.target_accept!r} must be a number between 0 and 1."
+            )
+        object.__setattr__(self, "target_accept", float(ta))
+        if self.random_seed is not None:
+            object.__setattr__(self, "random_seed", _as_int(
+                "random_seed", self.random_seed, 0, "a non-negative integer or None; an"))
+        if self.chain_method not in (None, *CHAIN_METHODS):
+            raise SamplingError(
+                f"chain_method={self.chain_method!r} must be 'parallel', 'vectorized' or "
+                "'sequential'."
+            )
+
+    @property
+    def show_progress(self) -> bool:
+        """Progress bar on unless asked otherwise or running under CI."""
+        if self.progressbar is not None:
+            return bool(self.progressbar)
+        return not os.environ.get("CI")
+
+
+# ---------------------------------------------------------------------------------------
+# JAX set-up and caches
+# ---------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Directory of bayesmixed's persistent caches (compiled samplers).
+
+    ``$BAYESMIXED_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/bayesmixed``, else
+    ``~/.cache/bayesmixed`` (``%LOCALAPPDATA%\\bayesmixed`` on Windows). Like JAX's own
+    compilation cache, its contents are trusted: do not share it with untrusted users.
+    """
+    env = os.environ.get("BAYESMIXED_CACHE_DIR")
+    if env:
+        return Path(env)
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "bayesmixed"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "bayesmixed"
+
+
+def cache_enabled() -> bool:
+    """False when ``BAYESMIXED_JAX_CACHE=0`` (no persistent caches of our own or JAX's)."""
+    return os.environ.get("BAYESMIXED_JAX_CACHE", "1") != "0"
+
+
+def configure_jax(x64: bool = True) -> None:
+    """Enable float64 and, unless the user set one, JAX's persistent compilation cache.
+
+    XLA executables are written to ``cache_dir() / "jax"`` and reused by later processes
+    that compile the same program, which removes compilation from every fit but the
+    first of a given structure. Set ``BAYESMIXED_JAX_CACHE=0`` to leave JAX's cache
+    settings alone (and keep no traced programs either).
+    """
+    import jax
+
+    if x64:
+        jax.config.update("jax_enable_x64", True)
+    if not cache_enabled() or jax.config.jax_compilation_cache_dir:
+        return  # disabled, or the user's own cache wins
+    path = cache_dir() / "jax"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+# ---------------------------------------------------------------------------------------
+# Seeding
+# ---------------------------------------------------------------------------------------
+
+
+def seed_sequence(random_seed: int | None) -> np.random.SeedSequence:
+    """The seed sequence every random choice of a fit derives from (fresh if None).
+
+    Engines call ``seed_sequence(settings.random_seed).spawn(k)`` once and turn the
+    children into numpy generators (:func:`numpy_rng`) or JAX keys (:func:`jax_keys`).
+    """
+    return np.random.SeedSequence(random_seed)
+
+
+def numpy_rng(seed: np.random.SeedSequence) -> np.random.Generator:
+    """A numpy generator from one child of :func:`seed_sequence`."""
+    return np.random.default_rng(seed)
+
+
+def jax_keys(seed: np.random.SeedSequence, n: int) -> np.ndarray:
+    """``n`` raw JAX PRNG keys (``(n, 2)`` uint32, made in numpy: no JAX dispatch)."""
+    return seed.generate_state(2 * n, dtype=np.uint32).reshape(n, 2)
+
+
+# ---------------------------------------------------------------------------------------
+# Chain placement
+# ---------------------------------------------------------------------------------------
+
+
+def place_chains(settings: SamplerSettings, *, vectorized_ok: bool = True) -> str:
+    """How the chains run: ``"parallel"``, ``"vectorized"`` or ``"sequential"``.
+
+    Default: parallel when JAX has a device per chain, else one after the other
+    (sequential chains reuse one compiled single-chain program; vectorised NUTS took up to
+    ten times longer to compile and sampled no faster on two cores, ``docs/benchmarks.md``).
+    One chain is always sequential. ``chain_method="parallel"`` with too few devices warns,
+    naming the fix, and runs the chains one after the other.
+    """
+    import jax
+
+    chains = settings.chains
+    method = settings.chain_method
+    devices = jax.local_device_count()
+    if method is None:
+        method = "parallel" if chains > 1 and devices >= chains else "sequential"
+    if method == "parallel" and devices < chains:
+        from bayesmixed.validate import warn_user
+
+        warn_user(
+            f"chain_method='parallel' needs {chains} JAX devices but there are {devices}; "
+            "running the chains one after the other. Import bayesmixed before JAX (or set "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=N before starting Python) to "
+            "run them in parallel.",
+            UserWarning,
+        )
+        method = "sequential"
+    if chains == 1:
+        method = "sequential"
+    if method == "vectorized" and not vectorized_ok:
+        method = "sequential"
+    return method
+
+
+# ---------------------------------------------------------------------------------------
+# The one DataTree builder
+# ---------------------------------------------------------------------------------------
+
+
+def to_datatree(
+    posterior: dict[str, np.ndarray],
+    stats: dict[str, np.ndarray],
+    *,
+    observed: dict[str, np.ndarray],
+    coords: dict[str, Any],
+    dims: dict[str, list[str]],
+    attrs: dict[str, Any] | None = None,
+):
+    """Assemble the ArviZ DataTree as ``pm.sample`` lays it out (every engine's output).
+
+    Parameters
+    ----------
+    posterior : dict of str to numpy.ndarray
+        ``(chain, draw, ...)`` arrays.
+    stats : dict of str to numpy.ndarray
+        ``(chain, draw)`` per-draw statistics (``diverging`` at least).
+    observed : dict of str to numpy.ndarray
+        The response.
+    coords, dims
+        Coordinates and dimension names of the variables (unused coordinates dropped).
+    attrs : dict, optional
+        Attributes of the posterior group (sampler, times, chain method, engine).
+    """
+    from arviz_base import from_dict
+
+    used = {d for ds in dims.values() for d in ds}
+    return from_dict(
+        {"posterior": posterior, "sample_stats": stats, "observed_data": observed},
+        coords={k: v for k, v in coords.items() if k in used},
+        dims=dims,
+        sample_dims=["chain", "draw"],
+        attrs={"posterior": dict(attrs or {})},
+    )
