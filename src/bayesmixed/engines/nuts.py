@@ -453,26 +453,67 @@ def run_nuts(
     return NutsDraws(z, stats, compile_seconds, sampling_seconds, method)
 
 
-def _jaxpr_key(fn: Any, example: np.ndarray) -> tuple[str, str] | None:
-    """A digest of ``fn``'s traced program and constants: equal digests, equal functions.
+@dataclass(frozen=True)
+class _Jaxified:
+    """A PyTensor graph translated to JAX with its data lifted into arguments.
 
-    Tracing the log density alone is cheap; the digest lets :func:`run_nuts` reuse the
-    traced and compiled sampler (in-process and on disk) for the same model and data.
+    ``fn(*inputs, *consts)``: PyTensor's JAX function, where ``consts`` are the graph's
+    floating-point constants (design matrices, responses, prior parameters, folded or not)
+    and the integer arrays it indexes with (group indices), in a fixed order. ``key``
+    digests the traced program, the shapes and dtypes of ``consts`` and the values of
+    any constant left in it, so data sets of the same shape share one key, one traced
+    NUTS program and one compiled executable.
     """
+
+    fn: Any
+    consts: list[np.ndarray]
+    key: tuple[str, str] | None
+
+
+def _jaxify(inputs: list[Any], outputs: list[Any], example: list[np.ndarray]) -> _Jaxified:
+    """PyMC's ``get_jaxified_graph`` with the data as arguments instead of constants."""
     import hashlib
 
     import jax
+    from pymc.sampling.jax import _replace_shared_variables
+    from pytensor.compile import mode
+    from pytensor.graph import FunctionGraph
+    from pytensor.link.jax.dispatch import jax_funcify
+    from pytensor.tensor.variable import TensorConstant
 
+    fgraph = FunctionGraph(inputs=inputs, outputs=_replace_shared_variables(outputs),
+                           clone=True)
+    mode.JAX.optimizer.rewrite(fgraph)
+    lifted: list[Any] = []
+    for node in fgraph.toposort():  # a deterministic order
+        indexing = type(node.op).__name__.startswith("AdvancedSubtensor")
+        for pos, var in enumerate(node.inputs):
+            if not isinstance(var, TensorConstant) or var in lifted:
+                continue
+            if var.dtype.startswith("float") or (indexing and pos > 0 and var.ndim >= 1):
+                lifted.append(var)
+    consts = [np.asarray(c.data) for c in lifted]
+    new = [c.type() for c in lifted]
+    for var in new:
+        fgraph.add_input(var)
+    fgraph.replace_all(list(zip(lifted, new, strict=True)), import_missing=True)
+    fn = jax_funcify(fgraph)
     try:
-        closed = jax.make_jaxpr(fn)(example)
+        closed = jax.make_jaxpr(fn)(*example, *consts)
     except Exception:  # no key, no reuse: the sampler is traced as usual
-        return None
+        return _Jaxified(fn, consts, None)
     digest = hashlib.sha256(str(closed.jaxpr).encode())
-    for const in closed.consts:
+    for arr in consts:
+        digest.update(f"{arr.dtype}{arr.shape};".encode())
+    for const in closed.consts:  # anything still baked in counts by value
         arr = np.asarray(const)
         digest.update(f"{arr.dtype}{arr.shape}".encode())
         digest.update(np.ascontiguousarray(arr).tobytes())
-    return ("jaxpr", digest.hexdigest())
+    return _Jaxified(fn, consts, ("jaxified", digest.hexdigest()))
+
+
+#: jitted maps from draws to the model's variables, keyed by the lifted program's key
+_POSTERIOR_MAPS: dict[Any, Any] = {}
 
 
 def sample_pymc_jax(
@@ -505,14 +546,12 @@ def sample_pymc_jax(
     import jax
     import pytensor
     from pymc.backends.arviz import coords_and_dims_for_inferencedata, find_observations
-    from pymc.sampling.jax import get_jaxified_graph
     from pymc.util import get_default_varnames
 
     start = time.perf_counter()
     configure_jax()
     seeds = seed_sequence(settings.random_seed).spawn(3)
     value_vars = model.value_vars
-    logp_fn = get_jaxified_graph(inputs=value_vars, outputs=[model.logp()])
     # PyTensor would compile the initial point's inner Scan with its C backend (seconds,
     # and a warning about BLAS); its Python implementations are instantaneous here
     with pytensor.config.change_flags(cxx=""):
@@ -526,22 +565,32 @@ def sample_pymc_jax(
         return [z[..., a:b].reshape(*z.shape[:-1], *shape)
                 for a, b, shape in zip(bounds[:-1], bounds[1:], shapes, strict=True)]
 
-    def potential_fn_gen(_: Any):
-        def potential(z: Any):
-            return -logp_fn(*unflatten(z))[0]
+    example = [np.asarray(point[v.name], dtype=float) for v in value_vars]
+    # the model's data are constants of PyTensor's JAX graph: lift them into an argument
+    # of the compiled sampler, so data sets of the same shape reuse one program
+    logp = _jaxify(value_vars, [model.logp()], example)
 
-        return potential
+    def potential_fn_gen(consts: Any):
+        return lambda z: -logp.fn(*unflatten(z), *consts)[0]
 
     jitter = numpy_rng(seeds[1]).uniform(-1, 1, size=(settings.chains, len(flat)))
-    nuts = run_nuts(potential_fn_gen, {}, flat + jitter, settings=settings, seed=seeds[2],
-                    static_key=_jaxpr_key(potential_fn_gen({}), flat))
+    nuts = run_nuts(potential_fn_gen, logp.consts, flat + jitter, settings=settings,
+                    seed=seeds[2], static_key=logp.key)
 
     wanted = [v for v in model.unobserved_value_vars if v.name in var_names]
     outputs = list(get_default_varnames(wanted, include_transformed=False))
-    post_fn = get_jaxified_graph(inputs=value_vars, outputs=outputs)
+    post = _jaxify(value_vars, outputs, example)
     chains, draws = nuts.z.shape[:2]
     flat_draws = nuts.z.reshape(chains * draws, -1)
-    values = jax.jit(jax.vmap(lambda z: post_fn(*unflatten(z))))(flat_draws)
+    post_map = _POSTERIOR_MAPS.get(post.key) if post.key is not None else None
+    if post_map is None:
+        post_map = jax.jit(jax.vmap(lambda z, consts: post.fn(*unflatten(z), *consts),
+                                    in_axes=(0, None)))
+        if post.key is not None:
+            if len(_POSTERIOR_MAPS) >= _COMPILED_MAX:
+                _POSTERIOR_MAPS.pop(next(iter(_POSTERIOR_MAPS)))
+            _POSTERIOR_MAPS[post.key] = post_map
+    values = post_map(flat_draws, post.consts)
     posterior = {
         v.name: np.asarray(x).reshape(chains, draws, *np.shape(x)[1:])
         for v, x in zip(outputs, values, strict=True)
