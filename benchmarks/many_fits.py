@@ -100,11 +100,11 @@ def main() -> None:
     parser.add_argument("--tune", type=int, default=1000)
     args = parser.parse_args()
     load = os.getloadavg()[0]
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+    print(f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores "
           f"(load average {load:.1f} at start), Python {platform.python_version()}")
-    print(f"# {args.fits} fits of y ~ x + (x | g), 40 rows, 1 chain x {args.draws} draws "
-          f"(+ {args.tune} tuning)")
+    print(f"({args.fits} fits of y ~ x + (x | g), 40 rows, 1 chain x {args.draws} draws "
+          f"+ {args.tune} tuning.)\n")
     print("| engine | first fit (s) | later fits, median (s) | 90th pct (s) | CPU per fit, "
           "median (s) | RSS growth per fit (MB) | maps growth per fit | RSS at end (MB) | "
           "maps at end |")
@@ -112,8 +112,8 @@ def main() -> None:
     for engine in args.engines:
         r = run(engine, args.fits, args.draws, args.tune)
         print(f"| {r['engine']} | {r['first_s']:.2f} | {r['median_s']:.3f} | {r['p90_s']:.3f} | "
-              f"{r['cpu_s']:.3f} | {r['rss_mb_per_fit']:.2f} | {r['maps_per_fit']:.1f} | {r['rss_mb']:.0f} | "
-              f"{r['maps']} |", flush=True)
+              f"{r['cpu_s']:.3f} | {r['rss_mb_per_fit']:.2f} | {r['maps_per_fit']:.1f} | "
+              f"{r['rss_mb']:.0f} | {r['maps']} |", flush=True)
 
 
 if __name__ == "__main__":
