@@ -508,7 +508,7 @@ def _to_datatree(design: Any, trace: Any, struct: _Structure, settings: SamplerS
         if f.small:
             u = theta[..., f.offset : f.offset + f.J * f.K].reshape(chains, draws, f.J, f.K)
         else:
-            u = np.asarray(ubig[large.index(fi)])
+            u = np.asarray(ubig[large.index(f)])
         posterior[names.r] = u
     posterior[layout.family["sigma"]] = np.sqrt(np.asarray(sigma2))
     observed = {layout.response: np.asarray(common.response, float)}
