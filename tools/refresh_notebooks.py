@@ -6,7 +6,7 @@ Run from the repository root after a change to the package (or to the locked ver
     python3 -m uv run --frozen python tools/refresh_notebooks.py tutorials/sleepstudy.ipynb
 
 Each notebook is executed top to bottom in its own kernel (``BAYESMIXED_QUICK`` unset: the
-chains the text describes), then
+chains the text describes; ``CI=1``: no progress bars in the outputs), then
 
 * a last "Versions" cell is added if the notebook has none (bayesmixed, PyMC, Bambi, JAX,
   numpyro, ArviZ and Python as executed),
@@ -173,7 +173,9 @@ def refresh(path: Path, *, timeout: int = 1800) -> float:
 
     nb = nbformat.read(path, as_version=4)
     _ensure_versions_cell(nb)
-    env_quick = os.environ.pop("BAYESMIXED_QUICK", None)
+    saved = dict(os.environ)
+    os.environ.pop("BAYESMIXED_QUICK", None)  # full chains
+    os.environ["CI"] = "1"  # no progress bars in the stored outputs
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     start = time.perf_counter()
     try:
@@ -183,8 +185,8 @@ def refresh(path: Path, *, timeout: int = 1800) -> float:
         )
         client.execute()
     finally:
-        if env_quick is not None:
-            os.environ["BAYESMIXED_QUICK"] = env_quick
+        os.environ.clear()
+        os.environ.update(saved)
     seconds = time.perf_counter() - start
     _scrub_outputs(nb)
     code = [c.source for c in nb.cells if c.cell_type == "code"]
