@@ -3,11 +3,24 @@
 The Sphinx build renders the notebooks with their stored outputs; executing them is a
 separate (slow) test that runs them top to bottom with short chains
 (``BAYESMIXED_QUICK=1``) on a copy, so a tutorial that stops working fails the suite.
+
+Stored outputs are current: ``tools/refresh_notebooks.py`` executes each notebook with
+full chains and stamps it (``metadata["bayesmixed"]``) with a hash of the package's code
+and of the notebook's code cells, and with the versions of the libraries that shape the
+outputs (PyMC, JAX, ArviZ, ...). ``test_tutorial_outputs_are_current`` recomputes both.
+We compare stamps rather than re-run and compare numbers: a re-run with full chains takes
+minutes, and numbers drawn on another CPU or BLAS can differ in the last digits, so a
+number check is either slow and flaky or too loose to notice a changed default. The hash
+leaves out comments, docstrings and formatting (they do not change outputs), so it fails
+only when code that runs changed; then re-run the script and commit the notebooks.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +30,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 TUTORIALS = sorted((ROOT / "tutorials").glob("*.ipynb"))
+REFRESH = "python3 -m uv run --frozen python tools/refresh_notebooks.py"
+
+
+def _refresh_tool():
+    """``tools/refresh_notebooks.py`` as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location(
+        "refresh_notebooks", ROOT / "tools" / "refresh_notebooks.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_tutorials_present_and_linked():
@@ -39,6 +63,61 @@ def test_tutorials_are_committed_executed(path):
     assert images > 0
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
+def test_tutorial_outputs_are_current(path):
+    """The stored outputs were produced by this code, these cells and these libraries."""
+    import nbformat
+
+    tool = _refresh_tool()
+    nb = nbformat.read(path, as_version=4)
+    stamp = nb.metadata.get("bayesmixed")
+    assert stamp, f"{path.name} was not executed by tools/refresh_notebooks.py; run {REFRESH}"
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert stamp["source_hash"] == tool.source_hash(code), (
+        f"{path.name}'s outputs were produced by other code (the package or the notebook's "
+        f"cells changed since); run {REFRESH} and commit the notebook"
+    )
+    changed = {
+        name: (stamp["versions"].get(name), now)
+        for name, now in tool.installed_versions().items()
+        if stamp["versions"].get(name) != now
+    }
+    assert not changed, f"{path.name} ran with other versions {changed}; run {REFRESH}"
+
+
+def test_source_hash_ignores_comments_and_docstrings_only():
+    tool = _refresh_tool()
+    plain = tool._code_without_docstrings("def f(x):\n    return x + 1\n")
+    documented = tool._code_without_docstrings(
+        'def f(x):  # add one\n    """Add one."""\n\n    return (x + 1)\n'
+    )
+    changed = tool._code_without_docstrings("def f(x):\n    return x + 2\n")
+    assert plain == documented and plain != changed
+    assert tool.source_hash(["a = 1"]) != tool.source_hash(["a = 2"])  # the notebook's code
+    assert tool.source_hash(["a = 1"]) == tool.source_hash(["a = 1", tool.VERSIONS_CODE])
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
+def test_tutorial_ends_with_versions(path):
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    last = nb.cells[-1]
+    assert last.cell_type == "code" and "version(" in last.source
+    text = "".join(o.get("text", "") for o in last.outputs)
+    for name in ("bayesmixed", "pymc", "bambi", "jax", "numpyro", "arviz", "python"):
+        assert re.search(rf"^{name}\s+\d+\.\d+", text, flags=re.MULTILINE), name
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.name)
+def test_tutorial_outputs_hold_no_local_paths(path):
+    text = json.dumps([c.get("outputs", []) for c in json.loads(path.read_text())["cells"]])
+    local = {str(ROOT), sys.prefix, str(Path.home())}
+    assert not [d for d in local if d in text]
+    absolute = re.findall(r"(?<![\w.<>~-])/(?:home|root|Users|work|tmp|opt)/[^\s\"']*", text)
+    assert not absolute, absolute[:3]
 
 
 def test_sphinx_build_strict(tmp_path):

@@ -44,6 +44,10 @@ def _titles(fig: Figure) -> list[str]:
     return [ax.get_title() for ax in fig.axes]
 
 
+def _legend_texts(legend) -> list[str]:
+    return [t.get_text() for t in legend.get_texts()]
+
+
 def test_plot_names_are_public():
     for name in ("plot_trace", "plot_fit", "plot_groups", "plot_forest", "plot_new_group",
                  "plot_new_group_pairs", "plot_ppc", "plot_correlations"):
@@ -65,6 +69,9 @@ def test_plot_trace_rows_labelled_like_summary(sleep_fit, tmp_path, monkeypatch)
     assert "cor(Intercept,Days|Subject)" in titles
     assert not any("dim_0" in t for t in titles)
     assert all(len(ax.lines) == 2 for ax in fig.axes)  # one line per chain
+    density, trace = fig.axes[-2:]  # the bottom row names its axes, the others do not
+    assert density.get_xlabel() == "parameter value" and trace.get_xlabel() == "draw"
+    assert all(ax.get_xlabel() == "" for ax in fig.axes[:-2])
     assert list(tmp_path.iterdir()) == []  # nothing saved
 
 
@@ -96,8 +103,10 @@ def test_plot_fit_fixed_model_colours_by_subject(fixed_fit):
     scatters = [c for c in ax.collections if c not in bands]
     assert len(scatters) == SUBJECTS
     assert sum(len(s.get_offsets()) for s in scatters) == 180
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "308" in legend and any("94%" in t for t in legend)
+    legend = _legend_texts(ax.get_legend())
+    assert ax.get_legend().get_title().get_text() == "Subject"
+    assert legend[:2] == ["308", "309"]  # the data first, then the mean and its band
+    assert legend[-2:] == ["posterior mean (population level)", "94% interval of the mean"]
     mean = ax.lines[0].get_ydata()
     assert np.all(np.diff(mean) > 0)  # reaction time grows with days
 
@@ -146,12 +155,25 @@ def test_plot_groups_grid(sleep_fit):
         assert len(ax.collections) == 2  # band and data
         assert len(ax.collections[1].get_offsets()) == 10  # ten days per subject
     assert "Subject" in fig.get_suptitle()
+    assert fig.get_supxlabel() == "Days" and fig.get_supylabel() == "Reaction"
+    (legend,) = fig.legends  # one legend for the grid, naming data, mean and band
+    assert _legend_texts(legend) == [
+        "observed data", "posterior predictive mean", "94% interval of new observations"
+    ]
+    data, mean, band = legend.legend_handles
+    assert len(data.get_offsets()) > 0  # a marker like the data's
+    assert mean.get_color() == fig.axes[0].lines[0].get_color()
+    assert band.__class__.__name__ == "Rectangle"  # a patch like the band's
 
 
 def test_plot_groups_subset_and_layout(sleep_fit):
     fig = bm.plot_groups(sleep_fit, "Days", levels=["309", "308", "310", "330"], ncols=3,
                          kind="mean", sharey=False)
     assert _titles(fig) == ["309", "308", "310", "330"]  # two cells of the 2 x 3 grid removed
+    assert _legend_texts(fig.legends[0]) == [
+        "observed data", "posterior mean", "94% interval of the mean"
+    ]
+    assert "band of the mean" in fig.get_suptitle()
     with pytest.raises(FitError, match="'999'"):
         bm.plot_groups(sleep_fit, "Days", levels=["999"])
     with pytest.raises(FitError, match="'Patient'"):
@@ -168,6 +190,11 @@ def test_plot_groups_needs_groups(fixed_fit):
 def test_plot_groups_binomial_response_is_a_proportion(cbpp_fit):
     fig = bm.plot_groups(cbpp_fit, "period", ncols=5, random_seed=2)
     assert len(fig.axes) == 15
+    assert fig.get_supylabel() == "incidence (proportion)"
+    # along a categorical x the mean and its interval are one marker with error bars
+    assert _legend_texts(fig.legends[0]) == [
+        "observed data", "posterior predictive mean, 94% interval of new observations"
+    ]
     for ax in fig.axes:
         low, high = ax.get_ylim()
         assert low >= -0.2 and high <= 1.2
@@ -187,6 +214,9 @@ def test_plot_forest_coef(sleep_fit):
     assert len(forest_ax.lines) == 2 * SUBJECTS + 1
     ref = forest_ax.lines[-1].get_xdata()[0]
     assert ref == pytest.approx(sleep_fit.fixef().loc["Days", "mean"])
+    assert fig.get_suptitle() == (
+        "Days by Subject: posterior mean, 50% and 94% intervals of each level's coefficient"
+    )
 
 
 def test_plot_forest_ranef_per_chain(sleep_fit):
@@ -195,6 +225,7 @@ def test_plot_forest_ranef_per_chain(sleep_fit):
     assert len(forest_ax.lines) == 2 * SUBJECTS * 2 + 1  # two chains
     assert forest_ax.lines[-1].get_xdata()[0] == 0
     assert "deviation" in forest_ax.get_xlabel()
+    assert fig.get_suptitle().endswith("each level's deviation")
     with pytest.raises(FitError, match="'Hours'"):
         bm.plot_forest(sleep_fit, "Hours")
 
@@ -207,8 +238,12 @@ def test_plot_new_group(sleep_fit):
     (ax,) = fig.axes
     assert ax.get_title() == "A new Subject: posterior predictive"
     assert len(ax.lines) == 1
-    _, labels = ax.get_legend_handles_labels()
-    assert labels == ["observed", "new Subject: mean, 94% band"]
+    assert ax.get_xlabel() == "Days" and ax.get_ylabel() == "Reaction"
+    assert _legend_texts(ax.get_legend()) == [
+        "observed data (all Subject levels)",
+        "posterior predictive mean, new Subject",
+        "94% interval of new observations",
+    ]
     band = ax.collections[1].get_paths()[0].vertices[:, 1]
     # a new subject is less certain than the population mean: the band is wide
     assert band.max() - band.min() > 150
@@ -218,6 +253,9 @@ def test_plot_new_group_without_data(sleep_fit):
     fig = bm.plot_new_group(sleep_fit, "Days", show_data=False, kind="mean", random_seed=1)
     (ax,) = fig.axes
     assert len(ax.collections) == 1
+    assert _legend_texts(ax.get_legend()) == [
+        "posterior mean, new Subject", "94% interval of the mean"
+    ]
     with pytest.raises(ValueError, match="new_groups"):
         bm.plot_new_group(sleep_fit, "Days", new_groups="error")
 
@@ -245,16 +283,30 @@ def test_plot_new_group_pairs_one_term(cbpp_fit):
 def test_plot_ppc(sleep_fit):
     fig = bm.plot_ppc(sleep_fit, num_samples=20, random_seed=1)
     (ax,) = fig.axes
-    assert ax.get_title() == "Reaction"
+    assert ax.get_title() == "Posterior predictive check: Reaction ~ Days + (Days | Subject)"
+    assert ax.get_xlabel() == "Reaction"
     assert len(ax.lines) == 21  # 20 replicated data sets and the observed one
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["replicated data", "observed data"]
+    fig = bm.plot_ppc(sleep_fit, num_samples=5, random_seed=1, title="correlated slopes")
+    assert fig.axes[0].get_title() == "correlated slopes"
+
+
+def test_plot_ppc_binomial_titled_with_family(cbpp_fit):
+    fig = bm.plot_ppc(cbpp_fit, kind="ecdf", num_samples=5, random_seed=1)
+    (ax,) = fig.axes
+    assert ax.get_title() == (
+        "Posterior predictive check: cbind(incidence, size - incidence) ~ period + (1 | herd)"
+        " (binomial)"
+    )
+    assert ax.get_xlabel() == "incidence"  # replicated counts, not proportions
 
 
 def test_plot_correlations(sleep_fit, fixed_fit, cbpp_fit):
     fig = bm.plot_correlations(sleep_fit)
     (ax,) = fig.axes
     assert ax.get_title() == "cor(Intercept,Days|Subject)"
+    assert ax.get_xlabel() == "correlation"
     assert ax.get_xlim() == (-1, 1)
     for fit in (fixed_fit, cbpp_fit):
         with pytest.raises(FitError, match="no correlated group effects"):

@@ -181,16 +181,19 @@ def observed_response(fit: Fit) -> np.ndarray:
     return y
 
 
-def response_label(fit: Fit) -> str:
-    """Axis label for the response (``incidence (proportion)`` for ``cbind``)."""
+def response_label(fit: Fit, *, proportion: bool = True) -> str:
+    """Axis label for the response (``incidence (proportion)`` for ``cbind``).
+
+    With ``proportion=False`` a binomial response is labelled as counts of successes
+    (``incidence``), as replicated data sets draw them.
+    """
     from bayesmixed.formula import CbindResponse
 
     response = fit.design.spec.response
-    if isinstance(response, CbindResponse):
-        return f"{response.successes} (proportion)"
-    if np.asarray(fit.design.common.response).ndim == 2:
-        return f"{fit.design.response_name} (proportion)"
-    return fit.design.response_name
+    binomial = np.asarray(fit.design.common.response).ndim == 2
+    name = response.successes if isinstance(response, CbindResponse) else None
+    name = name or fit.design.response_name
+    return f"{name} (proportion)" if binomial and proportion else name
 
 
 def new_level_label(levels: Sequence[str]) -> str:
@@ -263,9 +266,15 @@ def draw_band(
     band_color: Any = "0.8",
     band_alpha: float = 0.8,
     label: str | None = None,
+    band_label: str | None = None,
     positions: Mapping[Any, float] | None = None,
 ) -> None:
-    """Mean line and shaded interval along a numeric ``x``; points and bars otherwise."""
+    """Mean line and shaded interval along a numeric ``x``; points and bars otherwise.
+
+    ``label`` names the mean and ``band_label`` the interval in a legend; along a
+    non-numeric ``x`` both are one artist (a point with error bars), named by the two
+    labels joined.
+    """
     if numeric:
         order = np.argsort(xs, kind="stable")
         x_sorted = np.asarray(xs)[order]
@@ -277,15 +286,40 @@ def draw_band(
             alpha=band_alpha,
             linewidth=0,
             zorder=1,
+            label=band_label,
         )
         ax.plot(x_sorted, band["mean"].to_numpy()[order], color=color, label=label, zorder=3)
     else:
         pos = np.array([positions[v] for v in xs]) if positions else np.arange(len(xs))
         mean = band["mean"].to_numpy()
         err = np.vstack([mean - band["lower"].to_numpy(), band["upper"].to_numpy() - mean])
+        joined = ", ".join(s for s in (label, band_label) if s) or None
         ax.errorbar(
-            pos, mean, yerr=err, fmt="o", color=color, capsize=4, label=label, zorder=3
+            pos, mean, yerr=err, fmt="o", color=color, capsize=4, label=joined, zorder=3
         )
+
+
+def legend_entries(ax: Any) -> tuple[list[Any], list[str]]:
+    """Labelled artists of ``ax`` in reading order: data points, mean, then band."""
+    from matplotlib.collections import PathCollection
+    from matplotlib.container import ErrorbarContainer
+    from matplotlib.lines import Line2D
+
+    def rank(handle: Any) -> int:
+        if isinstance(handle, PathCollection):
+            return 0
+        return 1 if isinstance(handle, (Line2D, ErrorbarContainer)) else 2
+
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(handles)), key=lambda i: rank(handles[i]))
+    return [handles[i] for i in order], [labels[i] for i in order]
+
+
+def band_labels(kind: str, ci_prob: float) -> tuple[str, str]:
+    """Legend texts of a predictive mean and its band (``kind`` "response" or "mean")."""
+    if kind == "response":
+        return "posterior predictive mean", f"{ci_prob:.0%} interval of new observations"
+    return "posterior mean", f"{ci_prob:.0%} interval of the mean"
 
 
 def category_positions(values: pd.Series) -> dict[Any, float]:

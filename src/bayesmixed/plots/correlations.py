@@ -27,7 +27,8 @@ def plot_correlations(
 
     Panels are titled with the summary's labels (``cor(Intercept,Days|Subject)``), show
     the posterior mean and a ``ci_prob`` equal-tailed interval, span the whole range
-    [-1, 1], and mark 0 with a dashed line. Drawn by :func:`arviz_plots.plot_dist`.
+    [-1, 1] of the x-axis ("correlation"), and mark 0 with a dashed line. Drawn by
+    :func:`arviz_plots.plot_dist`.
 
     Parameters
     ----------
@@ -97,6 +98,7 @@ def plot_correlations(
         ax.set_xlim(-1, 1)
         ax.set_xticks([-1, -0.5, 0, 0.5, 1])
         ax.set_title(name)
+        ax.set_xlabel("correlation")
     fig = pc_figure(pc)
     fig.set_layout_engine("constrained")
     return fig

@@ -10,12 +10,14 @@ import pandas as pd
 
 from bayesmixed.errors import DataError
 from bayesmixed.plots._common import (
+    band_labels,
     category_positions,
     check_column,
     check_fit,
     check_prob,
     draw_band,
     is_numeric,
+    legend_entries,
     observed_response,
     predict_band,
     prediction_grid,
@@ -114,6 +116,7 @@ def plot_fit(
     positions = None if numeric else category_positions(data[x])
 
     fig, ax = plt.subplots(figsize=figsize or (6.4, 4.4), layout="constrained")
+    mean_label, band_label = band_labels(kind, ci_prob)
     draw_band(
         ax,
         grid[x].to_numpy(),
@@ -121,7 +124,8 @@ def plot_fit(
         numeric=numeric,
         color="C0" if colors is None else "black",
         positions=positions,
-        label=f"posterior mean, {ci_prob:.0%} band",
+        label=f"{mean_label} (population level)",
+        band_label=band_label,
     )
     y = observed_response(fit)
     xs = data[x].to_numpy() if numeric else np.array([positions[v] for v in data[x]])
@@ -144,6 +148,7 @@ def plot_fit(
     ax.set_title(f"{fit.model.formula}: {title}", fontsize="medium")
     if legend:
         ax.legend(
+            *legend_entries(ax),
             title=color_by if colors is not None else None,
             fontsize="small",
             ncols=2 if colors is not None and len(pd.unique(colors)) > 10 else 1,

@@ -33,7 +33,7 @@ def plot_forest(
     effect (lme4's ``coef()``), and a dashed line marks the posterior mean of the fixed
     effect; with ``kind="ranef"`` each row is the group deviation (``ranef()``) and the
     line is at 0. Thick bars are 50% intervals, thin ones ``ci_prob`` (equal-tailed), the
-    dot the posterior mean. Drawn by :func:`arviz_plots.plot_forest`.
+    dot the posterior mean; the title says so. Drawn by :func:`arviz_plots.plot_forest`.
 
     Parameters
     ----------
@@ -118,5 +118,11 @@ def plot_forest(
     ax.axvline(ref, color="0.5", linestyle="--", linewidth=1, zorder=0)
     ax.set_xlabel(xlabel)
     fig = pc_figure(pc)
+    what = "coefficient" if kind == "coef" else "deviation"
+    fig.suptitle(
+        f"{term} by {fac.label}: posterior mean, 50% and {ci_prob:.0%} intervals of each "
+        f"level's {what}",
+        fontsize="medium",
+    )
     fig.set_layout_engine("constrained")
     return fig

@@ -10,12 +10,14 @@ import pandas as pd
 
 from bayesmixed.errors import FitError
 from bayesmixed.plots._common import (
+    band_labels,
     category_positions,
     check_column,
     check_fit,
     check_prob,
     draw_band,
     is_numeric,
+    legend_entries,
     observed_response,
     pick_factor,
     predict_band,
@@ -53,7 +55,7 @@ def plot_groups(
     of the mean (``kind="mean"``). Predictions run along the level's own range of ``x``;
     other predictors are held at the level's mean (numeric) or most frequent value
     (others) unless set in ``conditions``. Panels share their axes and are titled by
-    level.
+    level, and a legend under them names the observed data, the mean and the band.
 
     Parameters
     ----------
@@ -125,6 +127,7 @@ def plot_groups(
     numeric = is_numeric(data[x])
     positions = None if numeric else category_positions(data[x])
     y = observed_response(fit)
+    mean_label, band_label = band_labels(kind, ci_prob)
 
     grids, rows = [], []
     for level in chosen:
@@ -160,11 +163,21 @@ def plot_groups(
         ax = axes.flat[i]
         part = band.iloc[start : start + len(grid)].reset_index(drop=True)
         start += len(grid)
-        draw_band(ax, grid[x].to_numpy(), part, numeric=numeric, positions=positions)
+        first = i == 0  # the legend is drawn once, from the first panel
+        draw_band(
+            ax,
+            grid[x].to_numpy(),
+            part,
+            numeric=numeric,
+            positions=positions,
+            label=mean_label if first else None,
+            band_label=band_label if first else None,
+        )
         xs = data.loc[mask, x].to_numpy()
         if not numeric:
             xs = np.array([positions[v] for v in xs])
-        ax.scatter(xs, y[mask], s=12, color="C1", zorder=4)
+        ax.scatter(xs, y[mask], s=12, color="C1", zorder=4,
+                   label="observed data" if first else None)
         ax.set_title(level, fontsize="medium")
     for ax in axes.flat[len(chosen) :]:
         ax.remove()
@@ -174,6 +187,15 @@ def plot_groups(
     fig.supylabel(response_label(fit))
     what = "new observations" if kind == "response" else "mean"
     fig.suptitle(f"{fac.label}: posterior mean and {ci_prob:.0%} band of the {what}")
+    handles, labels = legend_entries(axes.flat[0])
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=len(labels),
+        fontsize="small",
+        frameon=False,
+    )
     return fig
 
 

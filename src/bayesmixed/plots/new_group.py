@@ -10,12 +10,14 @@ import numpy as np
 from bayesmixed.layout import draws_name
 from bayesmixed.plots._common import (
     BACKEND,
+    band_labels,
     category_positions,
     check_column,
     check_fit,
     check_prob,
     draw_band,
     is_numeric,
+    legend_entries,
     new_level_label,
     observed_response,
     pc_figure,
@@ -130,7 +132,8 @@ def plot_new_group(
     if show_data:
         xs = data[x].to_numpy() if numeric else np.array([positions[v] for v in data[x]])
         ax.scatter(xs, observed_response(fit), s=10, color="0.6", alpha=0.6, zorder=2,
-                   label="observed")
+                   label=f"observed data (all {fac.label} levels)")
+    mean_label, band_label = band_labels(kind, ci_prob)
     draw_band(
         ax,
         grid[x].to_numpy(),
@@ -139,14 +142,15 @@ def plot_new_group(
         positions=positions,
         band_color="C0",
         band_alpha=0.25,
-        label=f"new {fac.label}: mean, {ci_prob:.0%} band",
+        label=f"{mean_label}, new {fac.label}",
+        band_label=band_label,
     )
     if not numeric:
         ax.set_xticks(list(positions.values()), [str(c) for c in positions])
     ax.set_xlabel(x)
     ax.set_ylabel(response_label(fit))
     ax.set_title(f"A new {fac.label}: posterior predictive", fontsize="medium")
-    ax.legend(fontsize="small", loc="best")
+    ax.legend(*legend_entries(ax), fontsize="small", loc="best")
     return fig
 
 

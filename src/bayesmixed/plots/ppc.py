@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from bayesmixed.plots._common import BACKEND, check_fit, pc_figure
+from bayesmixed.plots._common import BACKEND, check_fit, pc_figure, response_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -20,6 +20,7 @@ def plot_ppc(
     kind: Literal["kde", "hist", "ecdf"] = "kde",
     num_samples: int = 50,
     random_seed: int | None = None,
+    title: str | None = None,
     figsize: tuple[float, float] | None = None,
 ) -> Figure:
     """Distribution of the observed response against replicated data sets.
@@ -28,7 +29,9 @@ def plot_ppc(
     responses for the observed rows, group effects included, by
     :meth:`bayesmixed.Fit.posterior_predictive`) and their distributions drawn over the
     observed one, with the mean of the replicates; a model that reproduces the data has
-    the observed curve inside the bundle. Drawn by :func:`arviz_plots.plot_ppc_dist`.
+    the observed curve inside the bundle. The panel is titled by the model (its formula,
+    or ``title`` when checks of several models are shown side by side) and its x-axis
+    names the response. Drawn by :func:`arviz_plots.plot_ppc_dist`.
 
     Parameters
     ----------
@@ -40,6 +43,9 @@ def plot_ppc(
         Number of replicated data sets drawn.
     random_seed : int, optional
         Seed of the replicated data and of the choice of draws shown.
+    title : str, optional
+        Title of the panel, e.g. a name for the model; by default
+        ``"Posterior predictive check: <formula>"``.
     figsize : tuple of float, optional
         Figure size in inches.
 
@@ -54,6 +60,7 @@ def plot_ppc(
     >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)",
     ...                bm.datasets.sleepstudy()).fit(random_seed=1)    # doctest: +SKIP
     >>> fig = bm.plot_ppc(fit, random_seed=1)                          # doctest: +SKIP
+    >>> fig = bm.plot_ppc(fit, title="correlated slopes")              # doctest: +SKIP
     """
     import arviz_plots as azp
     from matplotlib.lines import Line2D
@@ -74,6 +81,8 @@ def plot_ppc(
     )
     fig = pc_figure(pc)
     ax = fig.axes[0]
+    ax.set_title(title if title is not None else _model_title(fit), fontsize="medium")
+    ax.set_xlabel(response_label(fit, proportion=False))
     ax.legend(
         handles=[
             Line2D([], [], color="C0", alpha=0.5, label="replicated data"),
@@ -84,3 +93,10 @@ def plot_ppc(
     )
     fig.set_layout_engine("constrained")
     return fig
+
+
+def _model_title(fit: Fit) -> str:
+    """``Posterior predictive check: <formula>``, naming the family unless Gaussian."""
+    family = fit.design.family_name
+    suffix = "" if family == "gaussian" else f" ({family})"
+    return f"Posterior predictive check: {fit.model.formula}{suffix}"

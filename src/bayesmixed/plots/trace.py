@@ -88,11 +88,13 @@ def plot_trace(
     # the labels as titles over both panels (as ArviZ 0.x did): long brms labels do not fit
     # as y-labels
     rows = list(pc.viz["plot"].items())
-    for i, (name, axes) in enumerate(rows):
+    for name, axes in rows:
         for ax in axes.values:
             ax.set_title(name, fontsize="medium")
-            if i < len(rows) - 1:
-                ax.set_xlabel("")
+            ax.set_xlabel("")
+    bottom = rows[-1][1]  # only the bottom row names the x-axes
+    bottom.sel(column="dist").item().set_xlabel("parameter value")
+    bottom.sel(column="trace").item().set_xlabel("draw")
     fig = pc_figure(pc)
     fig.set_layout_engine("constrained")
     return fig
