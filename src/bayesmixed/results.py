@@ -181,6 +181,33 @@ class Fit:
             random_seed=random_seed,
         )
 
+    def pymc_posterior(self) -> Any:
+        """The posterior with every free variable of :meth:`Model.build`'s PyMC model.
+
+        Adds the LKJ Cholesky factors ``L_<g>`` and the offsets ``z_<g>``, reconstructed
+        from ``r_<g>``, ``sd_<g>`` and ``cor_<g>``, so that
+        :func:`pymc.sample_posterior_predictive` on an extended model draws only what you
+        added (``docs/model.md``).
+
+        Returns
+        -------
+        xarray.Dataset
+            :attr:`posterior` plus ``L_<g>`` and ``z_<g>``.
+
+        Examples
+        --------
+        >>> import pymc as pm                                             # doctest: +SKIP
+        >>> pm_model = fit.model.build()                                  # doctest: +SKIP
+        >>> with pm_model:                                                # doctest: +SKIP
+        ...     z_new = pm.Normal("z_new", 0, 1, shape=2)
+        ...     pm.Deterministic("r_new", (pm_model["L_Subject"] @ z_new) * pm_model["sd_Subject"])
+        >>> pm.sample_posterior_predictive(fit.pymc_posterior(), model=pm_model,
+        ...                                var_names=["r_new"])           # doctest: +SKIP
+        """
+        from bayesmixed.pymc_posterior import pymc_posterior
+
+        return pymc_posterior(self)
+
     def posterior_predictive(self, *, random_seed: int | None = None) -> Any:
         """A copy of :attr:`idata` with a ``posterior_predictive`` group (for PPC plots).
 
