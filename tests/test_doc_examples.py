@@ -110,5 +110,5 @@ def test_page_examples_run(page, short_chains, tmp_path, monkeypatch):
                 result = runner.run(test, clear_globs=False)
                 assert result.failed == 0, f"doctest at {where} failed (output above)"
             else:
-                exec(compile(code, where, "exec"), namespace)  # noqa: S102
+                exec(compile(code, where, "exec"), namespace)
         plt.close("all")
