@@ -2,7 +2,7 @@
 
 Build (what ``tests/test_docs.py`` runs, warnings as errors)::
 
-    uv run sphinx-build -W --keep-going -b html docs docs/_build/html
+    python3 -m uv run --frozen sphinx-build -W --keep-going -b html docs docs/_build/html
 
 Pages are Markdown (MyST); the tutorial notebooks under ``tutorials/`` (linked here as
 ``docs/tutorials``) are rendered with their stored outputs, never re-executed; the API
