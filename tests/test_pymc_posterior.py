@@ -78,3 +78,19 @@ def test_new_participant_recipe_matches_new_group_effects(fit):
     c_ours = np.corrcoef(ours.T)[0, 1]
     c_ref = np.corrcoef(ref.T)[0, 1]
     assert abs(c_ours - c_ref) < 0.06
+
+
+@pytest.mark.filterwarnings("ignore::bayesmixed.errors.ConvergenceWarning")
+def test_names_come_from_the_layout():
+    """A factor called ``sample`` has its levels on ``sample__level`` (bayesmixed.layout)."""
+    model = bm.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", bm.datasets.penicillin())
+    fit = model.fit(draws=100, tune=200, chains=1, random_seed=4)
+    post = fit.pymc_posterior()
+    free = {rv.name for rv in model.build().free_RVs}
+    assert free <= set(post.data_vars), free - set(post.data_vars)
+    names = fit.design.layout.factor("sample")
+    assert names.level_dim == "sample__level"
+    assert post[names.z].dims == ("chain", "draw", "sample__level", names.term_dim)
+    np.testing.assert_allclose(
+        post[names.z] * post[names.sd], post[names.r].transpose(*post[names.z].dims)
+    )

@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bayesmixed.build import group_term_dim, level_dim
-
 if TYPE_CHECKING:
     import xarray as xr
 
@@ -49,36 +47,35 @@ def pymc_posterior(fit: Fit) -> xr.Dataset:
     post = fit.posterior
     out = post.copy()
     priors = fit.model.priors
-    for fac in fit.design.factors:
-        label = fac.label
-        ldim, tdim = level_dim(label), group_term_dim(label)
-        r = post[f"r_{label}"].transpose("chain", "draw", ldim, tdim)
-        sd = post[f"sd_{label}"].transpose("chain", "draw", tdim)
+    design = fit.design
+    layout = design.layout
+    for fac in design.factors:
+        names = layout.factor(fac.label)
+        ldim, tdim = names.level_dim, names.term_dim
+        r = post[names.r].transpose("chain", "draw", ldim, tdim)
+        sd = post[names.sd].transpose("chain", "draw", tdim)
         scaled = r.values / sd.values[:, :, None, :]  # L z per level
         K = len(fac.terms)
         blocks = fac.correlated_blocks
         if blocks:
-            cor = post[f"cor_{label}"].values
+            cor = post[names.cor].transpose("chain", "draw", tdim, names.term2_dim).values
             L_full = np.broadcast_to(np.eye(K), cor.shape).copy()
-            for i, cols in enumerate(blocks):
+            for chol, cols in zip(names.chol, blocks, strict=True):
                 idx = np.asarray(cols)
                 Lb = np.linalg.cholesky(cor[..., idx[:, None], idx[None, :]])
                 L_full[..., idx[:, None], idx[None, :]] = Lb
-                name = f"L_{label}_{i + 1}" if len(blocks) > 1 else f"L_{label}"
-                out[name] = (("chain", "draw", f"{name}_dim_0", f"{name}_dim_1"), Lb)
+                out[chol] = (("chain", "draw", f"{chol}_dim_0", f"{chol}_dim_1"), Lb)
             # z L^T = scaled  <=>  L z^T = scaled^T, per draw
-            z = np.linalg.solve(L_full, np.swapaxes(scaled, -1, -2))
-            z = np.swapaxes(z, -1, -2)
+            z = np.swapaxes(np.linalg.solve(L_full, np.swapaxes(scaled, -1, -2)), -1, -2)
         else:
             z = scaled
-        out[f"z_{label}"] = (("chain", "draw", ldim, tdim), z)
-        sd_priors = [priors.sd[f"sd({term}|{label})"] for term in fac.terms]
+        out[names.z] = (("chain", "draw", ldim, tdim), z)
+        sd_priors = [priors.sd[key] for key in names.sd_labels]
         first = sd_priors[0]
         same = all(
             p.name == first.name and p.params.keys() == first.params.keys() for p in sd_priors
         )
         if not same:  # build.py then samples one variable per SD (see _group_contribution)
-            for term in fac.terms:
-                out[f"sd({term}|{label})"] = sd.sel({tdim: term}, drop=True)
+            for piece, term in zip(names.sd_pieces, fac.terms, strict=True):
+                out[piece] = sd.sel({tdim: term}, drop=True)
     return out
-
