@@ -2,7 +2,7 @@
 
 Build (what ``tests/test_docs.py`` runs, warnings as errors)::
 
-    uv run sphinx-build -W --keep-going -b html docs docs/_build/html
+    python3 -m uv run --frozen sphinx-build -W --keep-going -b html docs docs/_build/html
 
 Pages are Markdown (MyST); the tutorial notebooks under ``tutorials/`` (linked here as
 ``docs/tutorials``) are rendered with their stored outputs, never re-executed; the API
@@ -30,6 +30,7 @@ version = __version__
 extensions = [
     "myst_nb",  # Markdown pages and notebooks (includes myst_parser)
     "sphinx.ext.autodoc",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
@@ -37,7 +38,7 @@ extensions = [
 
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "tutorials/README*"]
+exclude_patterns = ["_build", "_inv", "**.ipynb_checkpoints", "tutorials/README*"]
 
 # Pages written separately (benchmarks, calibration, ...) may or may not be there: every
 # top-level page that the index does not list goes where its line ``OPTIONAL_PAGES``
@@ -49,6 +50,16 @@ nb_execution_mode = "off"
 nb_merge_streams = True
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
+
+# Links to PyMC, ArviZ, pandas, NumPy, xarray and Matplotlib. The build runs offline (the
+# test suite, warnings as errors), so the inventories are small committed files listing the
+# objects we reference, with the projects' real addresses (docs/_inv/make_inventories.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_inv"))
+from make_inventories import OBJECTS  # noqa: E402
+
+intersphinx_mapping = {
+    key: (base, f"_inv/{key}.inv") for key, (_, _, base, _) in OBJECTS.items()
+}
 
 # API reference
 autodoc_member_order = "bysource"

@@ -133,12 +133,21 @@ def test_sphinx_build_strict(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-5000:]
     for page in ("index", "getting-started", "formulas", "priors", "model", "predictions",
-                 "plots", "lme4-brms", "api", "tutorials/sleepstudy", "tutorials/lme4_syntax"):
+                 "plots", "lme4-brms", "api", "tutorials/sleepstudy", "tutorials/lme4_syntax",
+                 "families", "troubleshooting", "references", "changelog", "citing"):
         assert (out / f"{page}.html").exists(), page
     api = (out / "api.html").read_text()
     for name in ("bayesmixed.Model", "bayesmixed.Fit", "bayesmixed.plot_groups",
                  "bayesmixed.compare"):
         assert f'id="{name}"' in api, name
+    # cross-links from the offline inventories (docs/_inv): the projects' real addresses
+    for url in ("https://pandas.pydata.org/docs/reference/api/pandas.DataFrame.html",
+                "https://www.pymc.io/projects/docs/en/stable/api/generated/pymc.Model.html",
+                "https://docs.xarray.dev/en/stable/generated/xarray.Dataset.html",
+                "https://numpy.org/doc/stable/reference/generated/numpy.ndarray.html",
+                "https://python.arviz.org/projects/stats/en/latest/api/generated/"
+                "arviz_stats.loo.html"):
+        assert f'href="{url}"' in api, url
     tutorial = (out / "tutorials" / "sleepstudy.html").read_text()
     assert tutorial.count("<img") >= 8  # the figures are rendered from the stored outputs
 

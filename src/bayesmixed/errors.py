@@ -4,6 +4,14 @@ Each stage of the pipeline (formula -> design -> priors -> build -> sampling -> 
 predictions) raises its own error type, so a message says which stage refused the input.
 All of them derive from :class:`BayesMixedError`, which derives from :class:`ValueError`
 so that generic ``except ValueError`` handlers keep working.
+
+Examples
+--------
+>>> import bayesmixed as bm
+>>> try:                                                              # doctest: +SKIP
+...     bm.Model("Reaction ~ Days + (Days | Subjet)", bm.datasets.sleepstudy())
+... except bm.errors.FormulaError as err:
+...     print(err)
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ class Model:
         One row per observation. Never modified.
     family : str, optional
         A Bambi family name (``"gaussian"``, ``"bernoulli"``, ``"binomial"``, ``"poisson"``,
-        ``"negativebinomial"``, ``"t"``, ``"gamma"``, ...). Default ``"gaussian"``, or
+        ``"negativebinomial"``, ``"t"``, ``"gamma"``, ...; categorical, multinomial and
+        ordinal families are refused, see ``docs/families.md``). Default ``"gaussian"``, or
         ``"binomial"`` for a ``cbind`` response.
     link : str or dict, optional
         Link of the family's mean parameter; Bambi's default for the family if omitted.
@@ -112,6 +113,12 @@ class Model:
         Variables: common terms by name (``Intercept``, ``Days``), ``sd_<g>``, ``cor_<g>``,
         ``L_<g>`` (LKJ Cholesky factor), ``z_<g>`` (offsets), ``r_<g>`` (group effects,
         dims ``(<g>, <g>__term)``), family parameters (``sigma``) and the response.
+
+        Examples
+        --------
+        >>> pm_model = model.build()                                      # doctest: +SKIP
+        >>> pm_model["r_Subject"].eval().shape                            # doctest: +SKIP
+        (18, 2)
         """
         from bayesmixed.build import build_pymc_model
 
@@ -165,6 +172,13 @@ class Model:
         Returns
         -------
         Fit
+
+        Examples
+        --------
+        >>> model = bm.Model("Reaction ~ Days + (Days | Subject)", bm.datasets.sleepstudy())
+        >>> fit = model.fit(draws=1000, tune=1000, chains=4, random_seed=1)  # doctest: +SKIP
+        >>> fit.settings.sampler                                          # doctest: +SKIP
+        'numpyro'
         """
         from bayesmixed.diagnostics import check_fit
         from bayesmixed.engines import choose_engine, run

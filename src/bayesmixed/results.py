@@ -32,6 +32,12 @@ class Fit:
         The sampler options used.
     sampling_time : float
         Seconds spent in the sampler (compilation included).
+
+    Examples
+    --------
+    >>> fit = bm.Model("Reaction ~ Days + (Days | Subject)", df).fit()  # doctest: +SKIP
+    >>> fit.summary()                                                     # doctest: +SKIP
+    >>> fit.idata["posterior"]["r_Subject"].sel(Subject="308")            # doctest: +SKIP
     """
 
     def __init__(
@@ -64,23 +70,48 @@ class Fit:
         correlations (``cor(Intercept,Days|Subject)``), family parameters (``sigma``).
         Columns: ``mean``, ``sd``, quantiles (``q2.5``, ``q97.5``), ``r_hat``,
         ``ess_bulk``, ``ess_tail``. Group effects are in :meth:`ranef`.
+
+        Examples
+        --------
+        >>> fit.summary().loc["sd(Days|Subject)", ["mean", "q2.5", "q97.5"]]  # doctest: +SKIP
         """
         return _summary.summary_table(self.posterior, self.design, quantiles)
 
     def fixef(self, quantiles: Sequence[float] = (0.025, 0.975)) -> pd.DataFrame:
-        """Common (fixed) effects: mean, sd and quantiles per design column."""
+        """Common (fixed) effects: mean, sd and quantiles per design column.
+
+        Examples
+        --------
+        >>> fit.fixef().loc["Days", "mean"]                                # doctest: +SKIP
+        """
         return _summary.fixef_table(self.posterior, self.design, quantiles)
 
     def ranef(self, quantiles: Sequence[float] = (0.025, 0.975)) -> dict[str, pd.DataFrame]:
-        """Group effects (deviations), ``{factor: DataFrame}`` with ``(term, stat)`` columns."""
+        """Group effects (deviations), ``{factor: DataFrame}`` with ``(term, stat)`` columns.
+
+        Examples
+        --------
+        >>> fit.ranef()["Subject"][("Days", "mean")]                       # doctest: +SKIP
+        """
         return _summary.ranef_table(self.posterior, self.design, quantiles)
 
     def coef(self, quantiles: Sequence[float] = (0.025, 0.975)) -> dict[str, pd.DataFrame]:
-        """Per-level coefficients, fixed + group effect, as lme4's ``coef()``."""
+        """Per-level coefficients, fixed + group effect, as lme4's ``coef()``.
+
+        Examples
+        --------
+        >>> fit.coef()["Subject"].loc["308"]                               # doctest: +SKIP
+        """
         return _summary.coef_table(self.posterior, self.design, quantiles)
 
     def VarCorr(self) -> dict[str, dict[str, pd.DataFrame]]:
-        """Group SDs and correlation matrices per factor (and the residual SD)."""
+        """Group SDs and correlation matrices per factor (and the residual SD).
+
+        Examples
+        --------
+        >>> vc = fit.VarCorr()                                             # doctest: +SKIP
+        >>> vc["Subject"]["cor"]                                           # doctest: +SKIP
+        """
         return _summary.varcorr_table(self.posterior, self.design)
 
     # -- predictions (see bayesmixed.predict) ------------------------------------------------
@@ -180,6 +211,33 @@ class Fit:
             include_fixed=include_fixed,
             random_seed=random_seed,
         )
+
+    def pymc_posterior(self) -> Any:
+        """The posterior with every free variable of :meth:`Model.build`'s PyMC model.
+
+        Adds the LKJ Cholesky factors ``L_<g>`` and the offsets ``z_<g>``, reconstructed
+        from ``r_<g>``, ``sd_<g>`` and ``cor_<g>``, so that
+        :func:`pymc.sample_posterior_predictive` on an extended model draws only what you
+        added (``docs/model.md``).
+
+        Returns
+        -------
+        xarray.Dataset
+            :attr:`posterior` plus ``L_<g>`` and ``z_<g>``.
+
+        Examples
+        --------
+        >>> import pymc as pm                                             # doctest: +SKIP
+        >>> pm_model = fit.model.build()                                  # doctest: +SKIP
+        >>> with pm_model:                                                # doctest: +SKIP
+        ...     z_new = pm.Normal("z_new", 0, 1, shape=2)
+        ...     pm.Deterministic("r_new", (pm_model["L_Subject"] @ z_new) * pm_model["sd_Subject"])
+        >>> pm.sample_posterior_predictive(fit.pymc_posterior(), model=pm_model,
+        ...                                var_names=["r_new"])           # doctest: +SKIP
+        """
+        from bayesmixed.pymc_posterior import pymc_posterior
+
+        return pymc_posterior(self)
 
     def posterior_predictive(self, *, random_seed: int | None = None) -> Any:
         """A copy of :attr:`idata` with a ``posterior_predictive`` group (for PPC plots).
