@@ -1,0 +1,204 @@
+"""The JAX engine for the full model (bayesmixed.glmm): density, outputs, parametrisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesmixed as bm
+from bayesmixed import glmm
+from bayesmixed.sampling import configure_jax
+
+configure_jax()  # float64, as the engine runs
+
+
+def _data(seed: int = 0, n: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "x": rng.normal(size=n),
+        "g": rng.integers(0, 6, n).astype(str),
+        "h": rng.integers(0, 4, n).astype(str),
+    })
+    df["y"] = rng.poisson(2, size=n)
+    df["k"] = rng.integers(0, 2, n)
+    df["f"] = rng.integers(0, 5, n)
+    return df
+
+
+CASES = [
+    ("poisson", "y ~ x + (1 + x | g) + (1 | h)"),
+    ("bernoulli", "k ~ x + (x || g) + (1 | h)"),
+    ("negativebinomial", "y ~ x + (1 + x | g)"),
+    ("binomial", "cbind(y, f) ~ x + (1 | g)"),
+    ("gaussian", "x ~ (1 | g) + (1 | h)"),
+]
+
+
+def _pymc_point(model, problem, theta):
+    """PyMC's value variables for the engine's (non-centred) ``theta``."""
+    import jax.numpy as jnp
+
+    layout, design = problem.layout, model.design
+    vals = glmm._constrained(layout, jnp.asarray(theta), problem.data)
+    point = {}
+    beta = np.asarray(vals["beta"])
+    for term, sl in design.common.term_slices.items():
+        point[term] = beta[sl] if sl.stop - sl.start > 1 else beta[sl.start]
+    for f, (fac, fl) in enumerate(zip(design.factors, layout.factors, strict=True)):
+        sd = np.asarray(vals[f"sd{f}"])
+        start = fl.level_start
+        point[f"z_{fac.label}"] = theta[start:start + fl.n_levels * fl.n_terms].reshape(
+            fl.n_levels, fl.n_terms)
+        point[f"sd_{fac.label}"] = sd
+        L = np.linalg.cholesky(np.asarray(vals[f"cor{f}"]))
+        for b, cols in enumerate(fl.blocks):
+            suffix = f"_{b + 1}" if len(fl.blocks) > 1 else ""
+            point[f"L_{fac.label}{suffix}"] = L[np.ix_(cols, cols)]
+    for name in problem.family_names:
+        point[name] = float(vals[f"fam.{name}"])
+    return point
+
+
+def _jacobian(layout, theta) -> float:
+    import jax.numpy as jnp
+
+    out = 0.0
+    for fl in layout.factors:
+        out += theta[fl.sd_slots[0].start: fl.sd_slots[0].start + fl.n_terms].sum()
+        pos = fl.lkj_start
+        for cols, size in zip(fl.blocks, fl.lkj_sizes, strict=True):
+            out += float(glmm._corr_cholesky(jnp.asarray(theta[pos:pos + size]), len(cols))[1])
+            pos += size
+    return out + sum(theta[s.start] for s in layout.family_slots)
+
+
+@pytest.mark.parametrize(("family", "formula"), CASES)
+def test_log_density_equals_pymc(family, formula):
+    """At random points the engine's density is PyMC's ``model.logp()`` (to 1e-8)."""
+    model = bm.Model(formula, _data(), family=family)
+    pm_model = model.build()
+    logp = pm_model.compile_logp(jacobian=False)
+    problem = glmm.prepare(model.design, model.priors)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        theta = 0.5 * rng.normal(size=problem.layout.dim)
+        point = _pymc_point(model, problem, theta)
+        values = {}
+        for rv in pm_model.free_RVs:
+            value = np.asarray(point[rv.name], dtype=float)
+            transform = pm_model.rvs_to_transforms.get(rv)
+            if transform is not None:
+                value = transform.forward(value, *rv.owner.inputs).eval()
+            values[pm_model.rvs_to_values[rv].name] = value
+        ours = float(glmm.log_density(problem.layout, theta, problem.data))
+        assert ours - _jacobian(problem.layout, theta) == pytest.approx(
+            float(logp(values)), abs=1e-8)
+
+
+def test_centred_density_is_the_change_of_variables():
+    """Centred (``r``) and non-centred (``z``) densities differ by ``G log|T|``."""
+    model = bm.Model("y ~ x + (1 + x | g)", _data(), family="poisson")
+    problem = glmm.prepare(model.design, model.priors)
+    nc = problem.layout
+    c = nc.with_centring((True,), nc.dense)
+    theta = 0.5 * np.random.default_rng(2).normal(size=nc.dim)
+    centred = glmm._rebalanced(nc, c, theta, problem.data)
+    theta_nc = glmm._rebalanced(nc, nc, theta, problem.data)  # same sd, L and r
+    fl = nc.factors[0]
+    sd = np.exp(theta_nc[fl.sd_slots[0].start: fl.sd_slots[0].start + 2])
+    L = np.asarray(glmm._corr_cholesky(theta_nc[fl.lkj_start: fl.lkj_start + 1], 2)[0])
+    log_det_T = np.log(sd).sum() + np.log(np.diag(L)).sum()
+    a = float(glmm.log_density(c, centred, problem.data))
+    b = float(glmm.log_density(nc, theta_nc, problem.data))
+    assert a == pytest.approx(b - fl.n_levels * log_det_T, abs=1e-9)
+
+
+def _simulated(seed: int, per_level: int, sd: float, levels: int = 12) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(levels), per_level)
+    x = rng.normal(size=g.size)
+    eta = 0.5 + 0.8 * x + rng.normal(scale=sd, size=levels)[g]
+    return pd.DataFrame({"y": rng.poisson(np.exp(eta)), "x": x, "g": [f"G{i}" for i in g]})
+
+
+def test_centring_follows_the_information_per_level():
+    rich = bm.Model("y ~ x + (1 | g)", _simulated(3, 80, 1.0), family="poisson")
+    poor = bm.Model("y ~ x + (1 | g)", _simulated(3, 2, 0.05, levels=40), family="poisson")
+    for model, expected in ((rich, True), (poor, False)):
+        problem = glmm.warm_start(glmm.prepare(model.design, model.priors))
+        assert problem.layout.factors[0].centred is expected
+
+
+@pytest.fixture(scope="module")
+def poisson_fits():
+    """The same model by the engine and by the PyMC translation (the previous full path)."""
+    from bayesmixed.build import hyper_var_names
+    from bayesmixed.sampling import SamplerSettings, run_sampler
+
+    model = bm.Model("y ~ x + (1 + x | g)", _simulated(5, 15, 0.6), family="poisson")
+    ours = model.fit(draws=500, tune=500, chains=2, random_seed=3)
+    settings = SamplerSettings(draws=500, tune=500, chains=2, random_seed=3,
+                               progressbar=False)
+    ref, _ = run_sampler(model.build(), settings, hyper_var_names(model.design))
+    return model, ours, ref
+
+
+def test_same_variables_dims_and_coords_as_the_pymc_path(poisson_fits):
+    _, ours, ref = poisson_fits
+    a, b = ours.idata["posterior"], ref["posterior"]
+    assert a.attrs["engine"] == "glmm"
+    assert sorted(a.data_vars) == sorted(b.data_vars)
+    for name in a.data_vars:
+        assert a[name].dims == b[name].dims, name
+        for dim in a[name].dims:
+            np.testing.assert_array_equal(a[dim].values, b[dim].values)
+    obs_a = ours.idata["observed_data"].to_dataset()
+    obs_b = ref["observed_data"].to_dataset()
+    for name in obs_b.data_vars:
+        np.testing.assert_array_equal(obs_a[name].values, obs_b[name].values)
+
+
+def test_posterior_means_agree_with_the_pymc_path(poisson_fits):
+    import arviz as az
+
+    _, ours, ref = poisson_fits
+    a = ours.idata["posterior"].to_dataset()
+    b = ref["posterior"].to_dataset()
+    se_a, se_b = az.mcse(a), az.mcse(b)
+    for name in ["Intercept", "x", "sd_g", "cor_g", "r_g"]:
+        diff = np.abs(a[name].mean(("chain", "draw")) - b[name].mean(("chain", "draw")))
+        limit = 4.5 * np.sqrt(se_a[name] ** 2 + se_b[name] ** 2) + 1e-9
+        assert bool((diff <= limit).all()), name
+
+
+def test_fit_works_downstream(poisson_fits):
+    model, ours, _ = poisson_fits
+    table = ours.summary()
+    assert {"Intercept", "x", "sd(Intercept|g)", "cor(Intercept,x|g)"} <= set(table.index)
+    assert table["r_hat"].max() < 1.05
+    ranef = ours.ranef()["g"]
+    assert ranef.shape[0] == 12
+    pred = ours.predict(model.data.head(5))
+    assert pred.summary().shape[0] == 5
+    assert bool((pred.draws > 0).all())  # Poisson means
+
+
+def test_second_fit_of_the_same_shape_reuses_the_compiled_sampler():
+    model_a = bm.Model("y ~ x + (1 | g)", _simulated(7, 10, 0.5), family="poisson")
+    model_b = bm.Model("y ~ x + (1 | g)", _simulated(8, 10, 0.5), family="poisson")
+    kw = {"draws": 200, "tune": 200, "chains": 1, "random_seed": 1}
+    model_a.fit(**kw)
+    fit_b = model_b.fit(**kw)
+    assert fit_b.idata["posterior"].attrs["compile_time"] < 1.0
+
+
+def test_unsupported_models_say_why_and_use_the_pymc_translation():
+    data = _data()
+    model = bm.Model("y ~ x + (1 | g)", data, family="poisson", link="identity")
+    assert "link 'identity'" in glmm.supports_glmm(model.design, model.priors)
+    custom = bm.Model("y ~ x + (1 | g)", data, family="poisson",
+                      priors={"x": bm.Prior("Uniform", lower=-5, upper=5)})
+    assert "Uniform" in glmm.supports_glmm(custom.design, custom.priors)
+    fit = custom.fit(draws=100, tune=100, chains=1, random_seed=1)
+    assert "engine" not in fit.idata["posterior"].attrs
