@@ -7,6 +7,8 @@ draws, default priors). Tolerances, as the core issue states them: fixed effects
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,3 +114,39 @@ def test_recovers_three_by_three_correlation():
     vc = fit.VarCorr()["g"]["cor"].to_numpy()
     np.testing.assert_allclose(vc, vc.T, atol=1e-12)
     assert table.loc["sigma", "mean"] == pytest.approx(0.5, rel=0.1)
+
+
+# GLMMs on data kept with the benchmarks (not shipped in the package); brms figures from
+# shared/reference/GLMM_REFERENCE.md
+BENCH_DATA = Path(__file__).resolve().parent.parent / "benchmarks" / "data"
+BRMS_GLMM = {
+    "verbagg": (
+        "r2 ~ Anger + Gender + btype + situ + (1|id) + (1|item)", "verbagg.csv.gz",
+        "bernoulli",
+        {"Intercept": (0.1983, 0.4398), "Anger": (0.0582, 0.0174),
+         "Gender[M]": (0.3135, 0.1922), "btype[scold]": (-1.0560, 0.2901),
+         "btype[shout]": (-2.1215, 0.2980), "situ[self]": (-1.0550, 0.2587),
+         "sd(Intercept|id)": 1.3629, "sd(Intercept|item)": 0.5833},
+    ),
+    "epilepsy": (
+        "count ~ zAge + zBase * Trt + (1|patient)", "epilepsy.csv", "poisson",
+        {"Intercept": (1.7679, 0.1208), "zAge": (0.0957, 0.0845), "zBase": (0.6960, 0.1220),
+         "Trt[1]": (-0.2717, 0.1663), "zBase:Trt[1]": (0.0563, 0.1671),
+         "sd(Intercept|patient)": 0.5803},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BRMS_GLMM))
+def test_glmm_agrees_with_brms(case):
+    formula, filename, family, reference = BRMS_GLMM[case]
+    data = pd.read_csv(BENCH_DATA / filename, dtype={"id": str, "item": str, "patient": str,
+                                                     "Trt": str})
+    fit = bm.Model(formula, data, family=family).fit(draws=1000, tune=1000, chains=4,
+                                                     random_seed=20)
+    assert fit.idata["posterior"].attrs["engine"] == "glmm"
+    table = fit.summary()
+    print(f"\n{case}\n{table.round(3).to_string()}")
+    assert table["r_hat"].max() < 1.01
+    assert table["ess_bulk"].min() > 400
+    assert check_against_brms(table, reference) == []

@@ -167,7 +167,11 @@ class Model:
             hyper-parameters, then draw ``r_<g>`` from its exact conditional (same
             posterior, same variables, several times faster; see ``docs/benchmarks.md``).
             ``"auto"`` does so for gaussian/identity models with one grouping factor and
-            sampler ``"numpyro"``, and samples the full model otherwise.
+            sampler ``"numpyro"``, and samples the full model otherwise. With sampler
+            ``"numpyro"`` the full model runs on the JAX engine of :mod:`bayesmixed.glmm`
+            (bernoulli, binomial, poisson, negativebinomial and gaussian families with
+            their usual links; centred or non-centred per factor, chosen from the data);
+            other families, links or priors use PyMC's graph translated to JAX.
 
         Returns
         -------
