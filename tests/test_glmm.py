@@ -42,21 +42,25 @@ def _pymc_point(model, problem, theta):
     layout, design = problem.layout, model.design
     vals = glmm._constrained(layout, jnp.asarray(theta), problem.data)
     point = {}
+    names = design.layout
     beta = np.asarray(vals["beta"])
-    for term, sl in design.common.term_slices.items():
-        point[term] = beta[sl] if sl.stop - sl.start > 1 else beta[sl.start]
+    for term in names.common:
+        sl = design.common.term_slices[term.term]
+        point[term.var] = beta[sl] if term.dim else beta[sl.start]
     for f, (fac, fl) in enumerate(zip(design.factors, layout.factors, strict=True)):
+        fn = names.factor(fac.label)
         sd = np.asarray(vals[f"sd{f}"])
         start = fl.level_start
-        point[f"z_{fac.label}"] = theta[start:start + fl.n_levels * fl.n_terms].reshape(
+        point[fn.z] = theta[start:start + fl.n_levels * fl.n_terms].reshape(
             fl.n_levels, fl.n_terms)
-        point[f"sd_{fac.label}"] = sd
+        point[fn.sd] = sd
+        for k, piece in enumerate(fn.sd_pieces):
+            point[piece] = sd[k]
         L = np.linalg.cholesky(np.asarray(vals[f"cor{f}"]))
-        for b, cols in enumerate(fl.blocks):
-            suffix = f"_{b + 1}" if len(fl.blocks) > 1 else ""
-            point[f"L_{fac.label}{suffix}"] = L[np.ix_(cols, cols)]
+        for chol, cols in zip(fn.chol, fl.blocks, strict=True):
+            point[chol] = L[np.ix_(cols, cols)]
     for name in problem.family_names:
-        point[name] = float(vals[f"fam.{name}"])
+        point[names.family[name]] = float(vals[f"fam.{name}"])
     return point
 
 

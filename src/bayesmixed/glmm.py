@@ -256,6 +256,7 @@ def prepare(design: Any, priors: Any) -> GlmmProblem:
     else:
         data["y"] = response.reshape(-1)
     data["X"] = np.asarray(common.X, dtype=float)
+    data["offset"] = np.asarray(design.offset, dtype=float)  # zeros without offset() terms
     for f, (fac, fl) in enumerate(zip(design.factors, layout.factors, strict=True)):
         data[f"index{f}"] = np.asarray(fac.index, dtype=np.int32)
         if not fl.ones:
@@ -326,7 +327,7 @@ def _std_normal_lp(z):
 
 
 def _linear_predictor(layout: GlmmLayout, beta, rs: list, data: dict):
-    eta = data["X"] @ beta
+    eta = data["X"] @ beta + data["offset"]
     for f, (fl, r) in enumerate(zip(layout.factors, rs, strict=True)):
         gathered = r[data[f"index{f}"]]
         eta = eta + (gathered[:, 0] if fl.ones else (data[f"Xg{f}"] * gathered).sum(axis=1))
@@ -781,30 +782,24 @@ def fit_glmm(design: Any, priors: Any, settings: Any, *,
 
 def _to_datatree(design: Any, problem: GlmmProblem, values: dict, nuts: Any,
                  settings: Any) -> Any:
-    from bayesmixed.build import group_term_dim, level_dim, model_coords
     from bayesmixed.sampling import to_datatree
 
-    common = design.common
+    common, layout = design.common, design.layout
     posterior: dict[str, np.ndarray] = {}
-    dims: dict[str, list[str]] = {}
-    for term, sl in common.term_slices.items():
-        v = values["beta"][..., sl]
-        if sl.stop - sl.start > 1:
-            posterior[term], dims[term] = v, [f"{term}_dim"]
-        else:
-            posterior[term] = v[..., 0]
+    for names in layout.common:
+        v = values["beta"][..., common.term_slices[names.term]]
+        posterior[names.var] = v if names.dim else v[..., 0]
     for f, (fac, fl) in enumerate(zip(design.factors, problem.layout.factors, strict=True)):
-        label, tdim = fac.label, group_term_dim(fac.label)
-        posterior[f"sd_{label}"], dims[f"sd_{label}"] = values[f"sd{f}"], [tdim]
+        names = layout.factor(fac.label)
+        posterior[names.sd] = values[f"sd{f}"]
         if fl.blocks:
-            posterior[f"cor_{label}"] = values[f"cor{f}"]
-            dims[f"cor_{label}"] = [tdim, f"{label}__term2"]
-        posterior[f"r_{label}"], dims[f"r_{label}"] = values[f"r{f}"], [level_dim(label), tdim]
+            posterior[names.cor] = values[f"cor{f}"]
+        posterior[names.r] = values[f"r{f}"]
     for name in problem.family_names:
-        posterior[name] = values[f"fam.{name}"]
+        posterior[layout.family[name]] = values[f"fam.{name}"]
     response = np.asarray(common.response)
     observed = response[:, 0] if problem.layout.family == "binomial" else response.reshape(-1)
-    dims[design.response_name] = ["__obs__"]
-    return to_datatree(posterior, nuts, observed={design.response_name: observed},
-                       coords=model_coords(design), dims=dims,
+    observed = {layout.response: observed}
+    dims = {k: v for k, v in layout.dims().items() if k in posterior or k in observed}
+    return to_datatree(posterior, nuts, observed=observed, coords=layout.coords(), dims=dims,
                        attrs={"tuning_steps": settings.tune, "engine": "glmm"})
