@@ -12,11 +12,11 @@ Model: ``r2 ~ Anger + Gender + btype + situ + (1|id) + (1|item)``, bernoulli (lo
 
 Routes:
 
-* ``ours``: bayesmixed's default (the JAX engine of :mod:`bayesmixed.glmm`), with its
+* ``ours``: bayesmixed's default (the JAX engine of :mod:`bayesmixed.engines.glmm`), with its
   persistent caches as a user has them after a first fit (the runner warms them once);
 * ``ours-cold``: the same with empty caches (every program compiled);
 * ``ours-pymc``: bayesmixed's previous full path: the PyMC model's log density translated
-  to JAX by PyTensor (:func:`bayesmixed.sampling.run_sampler`), non-centred;
+  to JAX by PyTensor (:func:`bayesmixed.engines.nuts.run_sampler`), non-centred;
 * ``bambi``: Bambi 0.21, ``fit(inference_method="numpyro")``;
 * ``article``: a hand-written PyMC model (non-centred intercepts) with
   ``pm.sample(nuts_sampler="numpyro")``.
@@ -81,7 +81,8 @@ def ours(engine: str) -> dict:
               "progressbar": False}
     if engine == "pymc":
         from bayesmixed.build import hyper_var_names
-        from bayesmixed.sampling import SamplerSettings, run_sampler
+        from bayesmixed.engines.common import SamplerSettings
+        from bayesmixed.engines.nuts import run_sampler
 
         settings = SamplerSettings(sampler="numpyro", **kwargs)
         idata, _ = run_sampler(model.build(), settings, hyper_var_names(model.design))

@@ -3,7 +3,7 @@
 ``python benchmarks/glmm_scale.py [--draws 1000 --tune 1000 --chains 4]`` simulates
 ``y ~ x + (1 + x | subj) + (1 + x | item)`` with 2,000 subjects x 500 items, each subject
 seeing 50 items (100,000 rows), fits it with bayesmixed's default (the JAX engine of
-:mod:`bayesmixed.glmm`) and prints one ``BENCH_JSON`` line: whole-process wall time, CPU
+:mod:`bayesmixed.engines.glmm`) and prints one ``BENCH_JSON`` line: whole-process wall time, CPU
 time, peak RSS, the largest R-hat and smallest bulk ESS over the common effects, SDs and
 correlations, whether the simulated SDs and correlations (as realised in the drawn effects)
 lie inside their 95 % intervals, and the load average.

@@ -1,4 +1,4 @@
-"""The JAX engine for the full model (bayesmixed.glmm): density, outputs, parametrisation."""
+"""The JAX engine for the full model (bayesmixed.engines.glmm): density, outputs, centring."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 import bayesmixed as bm
-from bayesmixed import glmm
-from bayesmixed.sampling import configure_jax
+from bayesmixed.engines import glmm
+from bayesmixed.engines.common import configure_jax
 
 configure_jax()  # float64, as the engine runs
 
@@ -138,7 +138,8 @@ def test_centring_follows_the_information_per_level():
 def poisson_fits():
     """The same model by the engine and by the PyMC translation (the previous full path)."""
     from bayesmixed.build import hyper_var_names
-    from bayesmixed.sampling import SamplerSettings, run_sampler
+    from bayesmixed.engines.common import SamplerSettings
+    from bayesmixed.engines.nuts import run_sampler
 
     model = bm.Model("y ~ x + (1 + x | g)", _simulated(5, 15, 0.6), family="poisson")
     ours = model.fit(draws=500, tune=500, chains=2, random_seed=3)
@@ -200,9 +201,12 @@ def test_second_fit_of_the_same_shape_reuses_the_compiled_sampler():
 def test_unsupported_models_say_why_and_use_the_pymc_translation():
     data = _data()
     model = bm.Model("y ~ x + (1 | g)", data, family="poisson", link="identity")
-    assert "link 'identity'" in glmm.supports_glmm(model.design, model.priors)
+    assert "link 'identity'" in glmm.supports(model.design, model.priors)
     custom = bm.Model("y ~ x + (1 | g)", data, family="poisson",
                       priors={"x": bm.Prior("Uniform", lower=-5, upper=5)})
-    assert "Uniform" in glmm.supports_glmm(custom.design, custom.priors)
+    assert "Uniform" in glmm.supports(custom.design, custom.priors)
     fit = custom.fit(draws=100, tune=100, chains=1, random_seed=1)
-    assert "engine" not in fit.idata["posterior"].attrs
+    assert fit.settings.engine == "nuts"
+    assert fit.idata["posterior"].attrs["engine"] == "nuts"
+    assert "not on the glmm engine" in fit.settings.engine_reason
+    assert "Uniform" in fit.settings.engine_reason

@@ -151,7 +151,7 @@ class Model:
             numpyro, except for Gaussian models with at least 10,000 rows or 1,000 group
             levels that cannot be marginalised (several grouping factors), where it picks
             gibbs. ``fit.settings.sampler`` records the choice, ``fit.settings.engine``
-            the engine that ran (``"nuts"``, ``"marginal"`` or ``"gibbs"``) and
+            the engine that ran (``"nuts"``, ``"glmm"``, ``"marginal"`` or ``"gibbs"``) and
             ``fit.settings.engine_reason`` why (see :mod:`bayesmixed.engines`).
         target_accept : float
             Target acceptance rate; raise it (0.95) if there are divergences.
@@ -168,10 +168,10 @@ class Model:
             posterior, same variables, several times faster; see ``docs/benchmarks.md``).
             ``"auto"`` does so for gaussian/identity models with one grouping factor and
             sampler ``"numpyro"``, and samples the full model otherwise. With sampler
-            ``"numpyro"`` the full model runs on the JAX engine of :mod:`bayesmixed.glmm`
-            (bernoulli, binomial, poisson, negativebinomial and gaussian families with
-            their usual links; centred or non-centred per factor, chosen from the data);
-            other families, links or priors use PyMC's graph translated to JAX.
+            ``"numpyro"`` the full model of a bernoulli, binomial, poisson or
+            negativebinomial model with its usual link runs on the JAX engine
+            :mod:`bayesmixed.engines.glmm` (centred or non-centred per factor, chosen from
+            the data); other families, links or priors use PyMC's graph translated to JAX.
 
         Returns
         -------

@@ -1,7 +1,7 @@
 """The engines that sample a model's posterior, behind one interface and one chooser.
 
 Each engine module (:mod:`~bayesmixed.engines.nuts`, :mod:`~bayesmixed.engines.marginal`,
-:mod:`~bayesmixed.engines.gibbs`) has
+:mod:`~bayesmixed.engines.gibbs`, :mod:`~bayesmixed.engines.glmm`) has
 
 * ``supports(design, priors) -> str | None``: why it cannot run the model, or None;
 * ``fit(design, priors, settings) -> (DataTree, seconds)``: the posterior with the same
@@ -16,6 +16,9 @@ picks the engine for ``Model.fit(sampler=..., marginalize=...)`` and says why;
 engine     what it does
 ========== ==================================================================
 nuts       NUTS on the full PyMC model (numpyro, blackjax or PyMC's sampler)
+glmm       numpyro NUTS on the full model's log density written in JAX from the
+           design (non-Gaussian families: bernoulli, binomial, poisson,
+           negativebinomial; centred or not per factor, Hessian warm start)
 marginal   NUTS on the hyper-parameters, group effects integrated out exactly
            (Gaussian, identity link, one grouping factor); then exact draws
 gibbs      blocked Gibbs sweeps for large Gaussian models (identity link)
@@ -35,14 +38,14 @@ __all__ = ["AUTO_GIBBS_LEVELS", "AUTO_GIBBS_ROWS", "ENGINES", "choose_engine", "
 
 #: engine name -> module (imported on first use)
 ENGINES = {"nuts": "bayesmixed.engines.nuts", "marginal": "bayesmixed.engines.marginal",
-           "gibbs": "bayesmixed.engines.gibbs"}
+           "gibbs": "bayesmixed.engines.gibbs", "glmm": "bayesmixed.engines.glmm"}
 
 #: a Gaussian model at least this large (rows, or levels over all factors) goes to Gibbs
 AUTO_GIBBS_ROWS, AUTO_GIBBS_LEVELS = 10_000, 1_000
 
 
 def engine(name: str) -> Any:
-    """The module of engine ``name`` (``"nuts"``, ``"marginal"`` or ``"gibbs"``)."""
+    """The module of engine ``name`` (``"nuts"``, ``"marginal"``, ``"gibbs"`` or ``"glmm"``)."""
     return import_module(ENGINES[name])
 
 
@@ -56,6 +59,10 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
     factors), and numpyro otherwise. With numpyro, ``marginalize="auto"`` integrates the
     group effects out whenever the model has an exact marginal form (always faster: fewer
     parameters, no funnel), ``True`` insists on it, ``False`` samples the full model.
+    The full model of a non-Gaussian family (:data:`bayesmixed.engines.glmm.CHOSEN_FAMILIES`)
+    runs on the ``glmm`` engine when it supports the model's link and priors and the
+    sampler is numpyro; every other full model runs on ``nuts`` (PyMC's graph translated
+    to JAX), the reason recording why ``glmm`` could not.
 
     Parameters
     ----------
@@ -107,8 +114,19 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
                 f"levels) without an exact marginal form ({no_marginal})",
             )
         sampler = "numpyro"
+    def full(reason: str) -> SamplerSettings:
+        glmm = engine("glmm")
+        if design.family_name not in glmm.CHOSEN_FAMILIES:
+            return done("nuts", sampler, reason)
+        why_glmm = (f"sampler={sampler!r}" if sampler != "numpyro"
+                    else glmm.supports(design, priors))
+        if why_glmm is None:
+            return done("glmm", sampler, f"{reason}; {design.family_name} family: the "
+                        "full model's JAX log density")
+        return done("nuts", sampler, f"{reason}; not on the glmm engine ({why_glmm})")
+
     if marginalize is False:
-        return done("nuts", sampler, "marginalize=False: the full model")
+        return full("marginalize=False: the full model")
     why_not = f"sampler={sampler!r}" if sampler != "numpyro" else marginal.supports(design,
                                                                                      priors)
     if why_not is None:
@@ -122,7 +140,7 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
             f"factor and priors among {', '.join(marginal.SUPPORTED_PRIORS)}; use "
             "marginalize='auto' or False to sample the full model."
         )
-    return done("nuts", sampler, f"the full model: no exact marginal form ({why_not})")
+    return full(f"the full model: no exact marginal form ({why_not})")
 
 
 def run(design: Any, priors: Any, settings: SamplerSettings) -> tuple[Any, float]:

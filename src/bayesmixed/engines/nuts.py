@@ -202,7 +202,7 @@ def _source_digest() -> str:
 
         digest = hashlib.sha256()
         here = Path(__file__).resolve().parent
-        for name in ("common.py", "nuts.py", "marginal.py", "../prior_table.py"):
+        for name in ("common.py", "nuts.py", "marginal.py", "glmm.py", "../prior_table.py"):
             try:
                 digest.update((here / name).read_bytes())
             except OSError:

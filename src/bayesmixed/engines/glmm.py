@@ -1,21 +1,27 @@
 """Full-model NUTS for mixed models of any supported family, on a log density written in JAX.
 
-This is the full-model engine behind ``Model.fit`` for every model the exact marginal engine
-(:mod:`bayesmixed.marginal`) cannot take: bernoulli, binomial (``cbind`` included), Poisson,
-negative binomial and Gaussian models with several grouping factors. It samples the same
-model as :mod:`bayesmixed.build` (same priors, same posterior variables, dims and coords),
-but instead of translating PyMC's graph to JAX it writes the log density from the design:
+The chooser (:func:`bayesmixed.engines.choose_engine`) sends it the full model of every
+non-Gaussian model it supports with ``sampler="numpyro"``: bernoulli, binomial (``cbind``
+included), Poisson and negative binomial with their usual links; other links, priors or
+samplers use the PyMC translation (:mod:`bayesmixed.engines.nuts`). It also writes the
+Gaussian family (identity link), reachable through :func:`fit`; the chooser keeps Gaussian
+models on the marginal, Gibbs or PyMC engines, against which the others are checked.
+
+It samples the same model as :mod:`bayesmixed.build` (same priors, same posterior
+variables, dims and coords), but instead of translating PyMC's graph to JAX it writes the
+log density from the design:
 
 * the linear predictor is ``X beta + sum_g sum_k X_g[:, k] * r_g[index_g, k]``: a gather of
   each factor's group effects by level index (its gradient is a segment sum), never a dense
   ``Z``;
 * correlated blocks use the LKJ prior on their Cholesky factor (numpyro's
-  ``LKJCholesky`` and ``biject_to(constraints.corr_cholesky)``); priors and likelihoods are
-  numpyro distributions;
+  ``LKJCholesky`` and ``CorrCholeskyTransform``); priors come from the one prior table,
+  :mod:`bayesmixed.prior_table` (PyMC's alternative parametrisations resolved by
+  :func:`~bayesmixed.prior_table.canonical`), likelihoods are written in JAX;
 * every array of the data (design, response, level indices, prior parameters, the warm
   start) is an *argument* of the compiled programs, so one compiled sampler serves every
   data set of the same structure and shapes, in this process and (through
-  :func:`bayesmixed.sampling.run_nuts`'s caches) in later ones.
+  :func:`bayesmixed.engines.nuts.run_nuts`'s caches) in later ones.
 
 Hand-off to NUTS (measured in ``docs/benchmarks.md``): the joint posterior is first
 maximised in the non-centred parametrisation (L-BFGS on the compiled gradient); at that point
@@ -37,13 +43,18 @@ from typing import Any
 
 import numpy as np
 
+from bayesmixed import prior_table as table
+from bayesmixed.engines.common import configure_jax, numpy_rng, seed_sequence, to_datatree
+from bayesmixed.errors import PriorError
+
 __all__ = [
+    "CHOSEN_FAMILIES",
     "DENSE_MAX",
     "GlmmLayout",
     "GlmmProblem",
-    "fit_glmm",
+    "fit",
     "prepare",
-    "supports_glmm",
+    "supports",
 ]
 
 #: Links the engine writes for each family; other links use the PyMC translation.
@@ -55,52 +66,11 @@ SUPPORTED_LINKS: dict[str, tuple[str, ...]] = {
     "gaussian": ("identity",),
 }
 
+#: Families the chooser sends to this engine (Gaussian models stay on the other engines).
+CHOSEN_FAMILIES: tuple[str, ...] = ("bernoulli", "binomial", "poisson", "negativebinomial")
+
 #: Sampling spaces up to this size get a dense Hessian preconditioner, larger ones its diagonal.
 DENSE_MAX = 600
-
-# PyMC prior name -> (support, numpyro builder, parameter names with defaults)
-_REAL, _POS = "real", "positive"
-_PRIORS: dict[str, tuple[str, dict[str, float | None]]] = {
-    "Normal": (_REAL, {"mu": 0.0, "sigma": None}),
-    "StudentT": (_REAL, {"nu": None, "mu": 0.0, "sigma": None}),
-    "Cauchy": (_REAL, {"alpha": 0.0, "beta": None}),
-    "Laplace": (_REAL, {"mu": 0.0, "b": None}),
-    "HalfNormal": (_POS, {"sigma": None}),
-    "HalfStudentT": (_POS, {"nu": None, "sigma": None}),
-    "HalfCauchy": (_POS, {"beta": None}),
-    "Exponential": (_POS, {"lam": None}),
-    "Gamma": (_POS, {"alpha": None, "beta": None}),
-    "InverseGamma": (_POS, {"alpha": None, "beta": None}),
-    "LogNormal": (_POS, {"mu": 0.0, "sigma": None}),
-}
-
-
-def _numpyro_dist(name: str, p: dict[str, Any]):
-    """The numpyro distribution of a PyMC-named prior with parameters ``p``."""
-    import numpyro.distributions as dist
-
-    if name == "Normal":
-        return dist.Normal(p["mu"], p["sigma"])
-    if name == "StudentT":
-        return dist.StudentT(p["nu"], p["mu"], p["sigma"])
-    if name == "Cauchy":
-        return dist.Cauchy(p["alpha"], p["beta"])
-    if name == "Laplace":
-        return dist.Laplace(p["mu"], p["b"])
-    if name == "HalfNormal":
-        return dist.HalfNormal(p["sigma"])
-    if name == "HalfStudentT":
-        return dist.FoldedDistribution(dist.StudentT(p["nu"], 0.0, p["sigma"]))
-    if name == "HalfCauchy":
-        return dist.HalfCauchy(p["beta"])
-    if name == "Exponential":
-        return dist.Exponential(p["lam"])
-    if name == "Gamma":
-        return dist.Gamma(p["alpha"], p["beta"])
-    if name == "InverseGamma":
-        return dist.InverseGamma(p["alpha"], p["beta"])
-    return dist.LogNormal(p["mu"], p["sigma"])
-
 
 class GlmmNotSupported(Exception):
     """The model is outside what this engine writes; the message says why."""
@@ -171,29 +141,27 @@ class GlmmProblem:
 
 def _slot(label: str, prior: Any, start: int, stop: int, key: str, data: dict,
           support: str) -> _Slot:
-    spec = _PRIORS.get(prior.name)
-    if spec is None:
-        raise GlmmNotSupported(
-            f"prior {prior!r} of {label!r} (supported: {', '.join(sorted(_PRIORS))})"
-        )
-    kind, params = spec
-    if kind != support:
-        raise GlmmNotSupported(f"prior {prior!r} of {label!r} has {kind} support")
-    unknown = set(prior.params) - set(params)
-    if unknown:
-        raise GlmmNotSupported(f"prior {prior!r} of {label!r}: parameters {sorted(unknown)}")
+    """A prior slot from the prior table; its canonical parameters go into ``data``."""
+    kind = table.PRIORS.get(prior.name)
+    if kind is None or kind.numpyro is None:
+        proper = sorted(n for n, k in table.PRIORS.items()
+                        if k.numpyro is not None and k.support != table.INTERVAL)
+        raise GlmmNotSupported(f"prior {prior!r} of {label!r} (supported: {', '.join(proper)})")
+    if kind.support != support:
+        raise GlmmNotSupported(f"prior {prior!r} of {label!r} has {kind.support} support")
+    try:
+        canon = table.canonical(prior, label)
+    except PriorError as err:
+        raise GlmmNotSupported(str(err)) from None
     names = []
-    for name, default in params.items():
-        if name not in prior.params and default is None:
-            raise GlmmNotSupported(f"prior {prior!r} of {label!r} lacks {name!r}")
-        value = prior.params.get(name, default)
+    for name, value in canon.items():
         arr = np.broadcast_to(np.asarray(value, dtype=float), (stop - start,)).copy()
         data[f"{key}.{name}"] = arr
         names.append(f"{key}.{name}")
     return _Slot(key, prior.name, start, stop, tuple(names))
 
 
-def supports_glmm(design: Any, priors: Any) -> str | None:
+def supports(design: Any, priors: Any) -> str | None:
     """``None`` when this engine can sample the model, else the reason why not."""
     try:
         _layout(design, priors, {})
@@ -217,14 +185,14 @@ def _layout(design: Any, priors: Any, data: dict) -> GlmmLayout:
     beta_slots = []
     for term, sl in common.term_slices.items():
         beta_slots.append(_slot(term, priors.common[term], sl.start, sl.stop, f"b.{term}",
-                                data, _REAL))
+                                data, table.REAL))
     pos = common.X.shape[1]
     factors = []
     for f, fac in enumerate(design.factors):
         K, G = len(fac.terms), len(fac.levels)
         sd_slots = tuple(
             _slot(f"sd({t}|{fac.label})", priors.sd[f"sd({t}|{fac.label})"], pos + k,
-                  pos + k + 1, f"sd{f}.{k}", data, _POS)
+                  pos + k + 1, f"sd{f}.{k}", data, table.POSITIVE)
             for k, t in enumerate(fac.terms)
         )
         pos += K
@@ -239,7 +207,8 @@ def _layout(design: Any, priors: Any, data: dict) -> GlmmLayout:
         pos += G * K
     family_slots = []
     for name, prior in priors.family.items():
-        family_slots.append(_slot(name, prior, pos, pos + 1, f"fam.{name}", data, _POS))
+        family_slots.append(_slot(name, prior, pos, pos + 1, f"fam.{name}", data,
+                                  table.POSITIVE))
         pos += 1
     return GlmmLayout(family, link, common.X.shape[1], tuple(beta_slots), tuple(factors),
                       tuple(family_slots), pos, pos <= DENSE_MAX)
@@ -271,14 +240,12 @@ def prepare(design: Any, priors: Any) -> GlmmProblem:
 
 def _prior_lp(slot: _Slot, x, data: dict):
     params = {n.rsplit(".", 1)[1]: data[n] for n in slot.params}
-    return _numpyro_dist(slot.dist, params).log_prob(x).sum()
+    return table.log_prob(slot.dist, params, x).sum()
 
 
 def _corr_cholesky(raw, k: int):
     """Unconstrained ``k(k-1)/2`` vector -> Cholesky factor of a correlation matrix, log|J|."""
-    from numpyro.distributions import biject_to, constraints
-
-    t = biject_to(constraints.corr_cholesky)
+    t = table.corr_cholesky_transform()
     L = t(raw)
     return L, t.log_abs_det_jacobian(raw, L)
 
@@ -286,7 +253,6 @@ def _corr_cholesky(raw, k: int):
 def _factor_T(fl: _FactorLayout, theta, data: dict, f: int):
     """``sd`` (K,), full Cholesky ``L`` (K, K), the prior+Jacobian log density of both."""
     import jax.numpy as jnp
-    import numpyro.distributions as dist
 
     K = fl.n_terms
     log_sd = theta[fl.sd_slots[0].start: fl.sd_slots[0].start + K]
@@ -296,7 +262,7 @@ def _factor_T(fl: _FactorLayout, theta, data: dict, f: int):
     pos = fl.lkj_start
     for cols, size in zip(fl.blocks, fl.lkj_sizes, strict=True):
         Lb, logjac = _corr_cholesky(theta[pos:pos + size], len(cols))
-        lp = lp + logjac + dist.LKJCholesky(len(cols), data[f"eta{f}"]).log_prob(Lb)
+        lp = lp + logjac + table.lkj_cholesky_log_prob(Lb, data[f"eta{f}"])
         idx = np.asarray(cols)
         L = L.at[idx[:, None], idx[None, :]].set(Lb)
         pos += size
@@ -565,8 +531,6 @@ def _rebalanced(nc: GlmmLayout, layout: GlmmLayout, mode: np.ndarray,
     their sampling variance, at least 1 % of the former), its correlations to those of
     ``r``; the level coordinates are then ``r`` (centred) or ``T^-1 r`` (non-centred).
     """
-    from numpyro.distributions import biject_to, constraints
-
     at = {**data, "mode": mode, "scale": _identity(nc)}
     values = _programs(nc)["constrain"](np.zeros((1, nc.dim)), at)
     curvature = _programs(nc)["curvature"](mode, _base(data))
@@ -587,7 +551,7 @@ def _rebalanced(nc: GlmmLayout, layout: GlmmLayout, mode: np.ndarray,
             cor = 0.9 * np.nan_to_num(cor) + 0.1 * np.eye(len(cols))  # shrink: keep it inside
             np.fill_diagonal(cor, 1.0)
             Lb = np.linalg.cholesky(cor)
-            raw = np.asarray(biject_to(constraints.corr_cholesky).inv(Lb), dtype=float)
+            raw = np.asarray(table.corr_cholesky_transform().inv(Lb), dtype=float)
             theta[pos: pos + size] = raw
             L[np.ix_(cols, cols)] = Lb
             pos += size
@@ -703,8 +667,6 @@ def warm_start(problem: GlmmProblem, centring: str | tuple[bool, ...] = "auto") 
     centring : {"auto", "centred", "noncentred"} or tuple of bool
         ``"auto"`` chooses per factor from the data (see the module docstring).
     """
-    from bayesmixed.sampling import configure_jax
-
     configure_jax()
     nc, data = problem.layout, problem.data
     mode = _rebalanced(nc, nc, _find_mode(nc, data), data)
@@ -738,7 +700,7 @@ def _initial_points(problem: GlmmProblem, rng: np.random.Generator, chains: int)
     return init
 
 
-def fit_glmm(design: Any, priors: Any, settings: Any, *,
+def fit(design: Any, priors: Any, settings: Any, *,
              centring: str | tuple[bool, ...] = "auto") -> tuple[Any, float]:
     """Sample the full model with NUTS on the engine's JAX log density.
 
@@ -758,13 +720,13 @@ def fit_glmm(design: Any, priors: Any, settings: Any, *,
         call. The posterior's attributes record ``compile_time``, ``sampling_time``,
         ``preparation_time`` and the parametrisation (``centred``: factor labels).
     """
-    from bayesmixed.sampling import configure_jax, run_nuts, seed_sequence
+    from bayesmixed.engines.nuts import run_nuts
 
     start = time.perf_counter()
     configure_jax()
     problem = warm_start(prepare(design, priors), centring)
     seeds = seed_sequence(settings.random_seed).spawn(3)
-    init = _initial_points(problem, np.random.default_rng(seeds[0]), settings.chains)
+    init = _initial_points(problem, numpy_rng(seeds[0]), settings.chains)
     nuts = run_nuts(_potential_fn_gen(problem.layout), problem.data, init, settings=settings,
                     seed=seeds[1], static_key=("glmm", problem.layout))
     chains, draws, D = nuts.z.shape
@@ -782,7 +744,7 @@ def fit_glmm(design: Any, priors: Any, settings: Any, *,
 
 def _to_datatree(design: Any, problem: GlmmProblem, values: dict, nuts: Any,
                  settings: Any) -> Any:
-    from bayesmixed.sampling import to_datatree
+    from bayesmixed.engines.nuts import nuts_attrs
 
     common, layout = design.common, design.layout
     posterior: dict[str, np.ndarray] = {}
@@ -801,5 +763,5 @@ def _to_datatree(design: Any, problem: GlmmProblem, values: dict, nuts: Any,
     observed = response[:, 0] if problem.layout.family == "binomial" else response.reshape(-1)
     observed = {layout.response: observed}
     dims = {k: v for k, v in layout.dims().items() if k in posterior or k in observed}
-    return to_datatree(posterior, nuts, observed=observed, coords=layout.coords(), dims=dims,
-                       attrs={"tuning_steps": settings.tune, "engine": "glmm"})
+    return to_datatree(posterior, nuts.stats, observed=observed, coords=layout.coords(),
+                       dims=dims, attrs=nuts_attrs(nuts, settings, engine="glmm"))
