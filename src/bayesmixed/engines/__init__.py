@@ -119,7 +119,7 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
         if design.family_name not in glmm.CHOSEN_FAMILIES:
             return done("nuts", sampler, reason)
         why_glmm = (f"sampler={sampler!r}" if sampler != "numpyro"
-                    else glmm.supports(design, priors))
+                    else _glmm_slopes(design) or glmm.supports(design, priors))
         if why_glmm is None:
             return done("glmm", sampler, f"{reason}; {design.family_name} family: the "
                         "full model's JAX log density")
@@ -152,3 +152,20 @@ def run(design: Any, priors: Any, settings: SamplerSettings) -> tuple[Any, float
     idata, seconds = engine(settings.engine).fit(design, priors, settings)
     idata["posterior"].attrs["engine"] = settings.engine
     return idata, seconds
+
+
+def _glmm_slopes(design: Any) -> str | None:
+    """Why the chooser keeps a model with group slopes off the glmm engine (or None).
+
+    The engine's density matches PyMC's for every block, but its warm start mis-scales some
+    models with group slopes: Poisson and binomial ``(x | g)`` and ``(x || g)`` fits of
+    ``tests/test_families.py`` missed the simulated slope or did not mix. Until that is
+    found, only models whose grouping factors vary by intercept alone are sent to it
+    (VerbAgg, epilepsy, cbpp); the others take the PyMC path, as before.
+    """
+    import numpy as np
+
+    for fac in design.factors:
+        if len(fac.terms) != 1 or not np.all(fac.X == 1.0):
+            return f"group slopes on {fac.label!r}: only group intercepts are chosen for it"
+    return None
