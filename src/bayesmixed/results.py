@@ -284,6 +284,26 @@ class Fit:
 
         return loo(self, **kwargs)
 
+    def r2(self, quantiles: Sequence[float] = (0.025, 0.975)) -> pd.DataFrame:
+        """Bayesian R² (Gelman et al. 2019), as brms's ``bayes_R2``.
+
+        Per draw, the variance of the expected values over rows divided by that plus the
+        variance of the residuals ``y - expected``; see :mod:`bayesmixed.r2`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Rows ``conditional`` (group effects included) and ``marginal`` (common effects
+            only, brms's ``re_formula = NA``); columns ``mean``, ``sd``, ``q2.5``, ``q97.5``.
+
+        Examples
+        --------
+        >>> fit.r2()                                                      # doctest: +SKIP
+        """
+        from bayesmixed.r2 import bayes_r2
+
+        return bayes_r2(self, quantiles)
+
     # -- reliability (see bayesmixed.diagnostics and bayesmixed.io) ----------------------------
 
     def diagnostics(self, *, rhat_max: float = 1.01, ess_min: float = 400) -> Any:
