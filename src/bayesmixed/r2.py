@@ -122,7 +122,9 @@ def bayes_r2(fit: Fit, quantiles: Sequence[float] = (0.025, 0.975)) -> pd.DataFr
     try:
         probs = [float(q) for q in quantiles]
     except (TypeError, ValueError):
-        raise FitError(f"quantiles must be a sequence of probabilities, got {quantiles!r}.") from None
+        raise FitError(
+            f"quantiles must be a sequence of probabilities, got {quantiles!r}."
+        ) from None
     if not probs or any(not 0 <= q <= 1 for q in probs):
         raise FitError(f"quantiles must be probabilities in [0, 1], got {quantiles!r}.")
     rows = {}
