@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from bayesmixed.io import load
     from bayesmixed.model import Model
     from bayesmixed.plots import (
+        conditional_effects,
+        plot_conditional,
         plot_correlations,
         plot_fit,
         plot_forest,
@@ -43,9 +45,11 @@ __all__ = [
     "Prior",
     "__version__",
     "compare",
+    "conditional_effects",
     "datasets",
     "errors",
     "load",
+    "plot_conditional",
     "plot_correlations",
     "plot_fit",
     "plot_forest",
@@ -61,6 +65,8 @@ _LAZY = {
     "Fit": "bayesmixed.results",
     "load": "bayesmixed.io",
     "Prior": "bayesmixed.priors",
+    "conditional_effects": "bayesmixed.plots",
+    "plot_conditional": "bayesmixed.plots",
     "plot_correlations": "bayesmixed.plots",
     "plot_fit": "bayesmixed.plots",
     "plot_forest": "bayesmixed.plots",

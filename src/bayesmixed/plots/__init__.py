@@ -17,11 +17,13 @@ function                  figure
 ``plot_new_group_pairs``  joint posterior of an unseen group's coefficients
 ``plot_ppc``              posterior predictive check of the response
 ``plot_correlations``     posterior of each group-level correlation
+``plot_conditional``      mean and interval along one predictor, others fixed
 ========================  ====================================================
 """
 
 from __future__ import annotations
 
+from bayesmixed.plots.conditional import conditional_effects, plot_conditional
 from bayesmixed.plots.correlations import plot_correlations
 from bayesmixed.plots.fitted import plot_fit
 from bayesmixed.plots.forest import plot_forest
@@ -31,6 +33,8 @@ from bayesmixed.plots.ppc import plot_ppc
 from bayesmixed.plots.trace import plot_trace
 
 __all__ = [
+    "conditional_effects",
+    "plot_conditional",
     "plot_correlations",
     "plot_fit",
     "plot_forest",
