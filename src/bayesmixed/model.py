@@ -207,6 +207,36 @@ class Model:
         check_fit(fit)  # one ConvergenceWarning / SingularFitWarning naming the parameters
         return fit
 
+    def sample_prior(
+        self, *, draws: int = 500, chains: int = 1, random_seed: int | None = None
+    ):
+        """Draw from the priors alone, for prior predictive checks (brms's
+        ``sample_prior = "only"``); no sampler runs and the response is not used.
+
+        Parameters
+        ----------
+        draws : int, default 500
+            Draws per chain.
+        chains : int, default 1
+            Independent draws split into this many chains.
+        random_seed : int, optional
+            The same seed gives the same draws.
+
+        Returns
+        -------
+        bayesmixed.prior_predictive.PriorFit
+            A fit whose posterior holds the prior draws: ``summary()``, ``predict()``
+            and the plots work on it as on a fit.
+
+        Examples
+        --------
+        >>> prior = model.sample_prior(draws=500, random_seed=1)      # doctest: +SKIP
+        >>> bm.plot_ppc(prior)                                        # doctest: +SKIP
+        """
+        from bayesmixed.prior_predictive import sample_prior
+
+        return sample_prior(self, draws=draws, chains=chains, random_seed=random_seed)
+
     def __repr__(self) -> str:
         lines = [
             f"Formula: {self.formula}",
