@@ -304,6 +304,50 @@ class Fit:
 
         return bayes_r2(self, quantiles)
 
+    # -- refits (see bayesmixed.refit) ---------------------------------------------------------
+
+    def update(
+        self, data: pd.DataFrame | None = None, *, random_seed: int | None = None, **options: Any
+    ) -> Fit:
+        """Refit the same model on new data (brms's ``update(newdata = ...)``).
+
+        Same formula, family, link, prior overrides and sampler settings; ``options``
+        change sampler settings (``draws``, ``chains``, ...). Default priors are
+        recomputed from the new data, as a new :class:`~bayesmixed.Model` would. A refit
+        of the same structure reuses the compiled sampler. See :func:`bayesmixed.refit.update`.
+
+        Examples
+        --------
+        >>> boot = df.sample(len(df), replace=True, random_state=2)
+        >>> refit = fit.update(data=boot, random_seed=2)              # doctest: +SKIP
+        """
+        from bayesmixed.refit import update
+
+        return update(self, data, random_seed=random_seed, **options)
+
+    def kfold(
+        self,
+        k: int = 10,
+        *,
+        group: str | None = None,
+        random_seed: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """K-fold cross-validation (brms's ``kfold``): ``elpd_kfold``, its SE, the fits.
+
+        ``group`` holds out whole levels of a column; other keywords (``folds``,
+        ``new_groups``, ``save_fits``, sampler settings) as in
+        :func:`bayesmixed.refit.kfold`.
+
+        Examples
+        --------
+        >>> cv = fit.kfold(k=10, random_seed=1)                       # doctest: +SKIP
+        >>> cv.summary()                                              # doctest: +SKIP
+        """
+        from bayesmixed.refit import kfold
+
+        return kfold(self, k, group=group, random_seed=random_seed, **kwargs)
+
     # -- reliability (see bayesmixed.diagnostics and bayesmixed.io) ----------------------------
 
     def diagnostics(self, *, rhat_max: float = 1.01, ess_min: float = 400) -> Any:
