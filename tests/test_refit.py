@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import bayesmixed as bm
@@ -99,3 +100,33 @@ def test_kfold_bad_arguments(sleep_fit):
         sleep_fit.kfold(k=3, folds=np.ones(10, dtype=int))
     with pytest.raises(DataError, match="new_groups"):
         sleep_fit.kfold(k=3, new_groups="error")
+
+
+def test_padded_levels_leave_the_marginal_density_unchanged(sleepstudy):
+    """Empty levels (the compile buckets) add exactly zero to the log density."""
+    import dataclasses
+
+    from bayesmixed.engines.marginal import level_bucket, marginal_loglik, pad_levels, prepare
+
+    assert [level_bucket(n) for n in (1, 12, 18, 33, 257, 2972)] == [8, 16, 32, 64, 288, 3072]
+    model = bm.Model("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    problem = prepare(model.design, model.priors)
+    padded = dataclasses.replace(problem, data=pad_levels(problem.data))
+    assert padded.data["A"].shape[0] == 32 and problem.data["A"].shape[0] == 18
+    chol = np.linalg.cholesky(np.array([[1.0, 0.3], [0.3, 1.0]]))
+    for beta, sd, sigma in (([250.0, 10.0], [25.0, 6.0], 26.0), ([240.0, 12.0], [5.0, 1.0], 40.0)):
+        args = (np.array(beta), np.array(sd), chol, sigma)
+        assert marginal_loglik(padded, *args) == pytest.approx(
+            marginal_loglik(problem, *args), rel=1e-13
+        )
+
+
+def test_refit_with_other_level_count_in_the_bucket_does_not_recompile(sleep_fit, sleepstudy):
+    """18 and 20 subjects share the 32-level bucket: the refit reuses the compiled sampler."""
+    extra = sleepstudy[sleepstudy["Subject"].isin(["308", "309"])].assign(
+        Subject=lambda d: "x" + d["Subject"].astype(str)
+    )
+    data = pd.concat([sleepstudy, extra], ignore_index=True)
+    refit = sleep_fit.update(data=data, random_seed=1)
+    assert refit.posterior.sizes["Subject"] == 20
+    assert refit.idata["posterior"].attrs["compile_time"] < 1.0  # no tracing or XLA compile

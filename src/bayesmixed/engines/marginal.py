@@ -76,7 +76,9 @@ __all__ = [
     "MarginalProblem",
     "draw_group_effects",
     "fit",
+    "level_bucket",
     "marginal_loglik",
+    "pad_levels",
     "prepare",
     "supports",
 ]
@@ -481,8 +483,12 @@ _SAMPLING_MAP = ("mode", "scale")
 
 
 def _statistics(data: dict) -> dict:
-    """``data`` without the sampling-space map: the arguments of the compiled programs."""
-    return {k: v for k, v in data.items() if k not in _SAMPLING_MAP}
+    """The arguments of the compiled programs: ``data`` without the sampling-space map.
+
+    The per-group statistics are padded with empty levels to :func:`level_bucket` (exact:
+    they add zero), so the programs are compiled once per level bucket, not per level count.
+    """
+    return pad_levels({k: v for k, v in data.items() if k not in _SAMPLING_MAP})
 
 
 @functools.cache
@@ -739,7 +745,7 @@ def fit(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
     init = _initial_points(problem, numpy_rng(seeds[0]), settings.chains)
     nuts = run_nuts(
         _potential_fn_gen(problem.layout),
-        problem.data,
+        pad_levels(problem.data),  # same density; one compiled sampler per level bucket
         init,
         settings=settings,
         seed=seeds[1],
@@ -755,6 +761,39 @@ def fit(design: Any, priors: Any, settings: Any) -> tuple[Any, float]:
     spent = nuts.compile_seconds + nuts.sampling_seconds
     idata["posterior"].attrs["preparation_time"] = seconds - spent
     return idata, seconds
+
+
+def level_bucket(n_levels: int) -> int:
+    """Number of levels the compiled programs are built for: ``n_levels`` rounded up.
+
+    Powers of two up to 256 (8, 16, 32, ...), then steps of 1/8 of the power of two below
+    (288, 320, ..., 3072, ...), so refits on data with a few more or fewer levels (a
+    bootstrap, cross-validation folds, simulations) reuse one compiled program, at the
+    price of at most 12.5% padding on models large enough for it to cost time.
+    """
+    n = max(int(n_levels), 1)
+    if n <= 256:
+        return max(8, 1 << (n - 1).bit_length())
+    step = 1 << ((n - 1).bit_length() - 4)
+    return -(-n // step) * step
+
+
+def pad_levels(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The statistics with empty levels appended up to :func:`level_bucket`.
+
+    An empty level has ``Z_j'Z_j = 0``, ``Z_j'X_j = 0`` and ``Z_j'y_j = 0``, so ``M_j = I``
+    and it adds exactly zero to the marginal log density: the posterior is unchanged. Only
+    the compiled programs see the padding; group-effect draws use the real levels.
+    """
+    G = data["c"].shape[0]
+    extra = level_bucket(G) - G
+    if extra == 0:
+        return data
+    out = dict(data)
+    for name in ("A", "B", "c"):
+        arr = data[name]
+        out[name] = np.concatenate([arr, np.zeros((extra, *arr.shape[1:]), dtype=arr.dtype)])
+    return out
 
 
 def _initial_points(problem: MarginalProblem, rng: np.random.Generator,
