@@ -130,3 +130,18 @@ def test_refit_with_other_level_count_in_the_bucket_does_not_recompile(sleep_fit
     refit = sleep_fit.update(data=data, random_seed=1)
     assert refit.posterior.sizes["Subject"] == 20
     assert refit.idata["posterior"].attrs["compile_time"] < 1.0  # no tracing or XLA compile
+
+
+def test_kfold_grouped_by_a_column_the_model_does_not_use(sleepstudy):
+    # the same structure and settings as sleep_fit: the compiled samplers are reused
+    data = sleepstudy.assign(person=sleepstudy["Subject"])
+    fit = bm.Model("Reaction ~ Days + (Days | person)", data).fit(
+        draws=200, tune=300, chains=2, random_seed=1
+    )
+    assert "Subject" not in fit.design.data.columns
+    cv = fit.kfold(k=3, group="Subject", random_seed=1, save_fits=False)
+    subjects = sleepstudy["Subject"].to_numpy()
+    for s in np.unique(subjects):
+        assert len(np.unique(cv.folds[subjects == s])) == 1
+    with pytest.raises(DataError, match="not a column"):
+        fit.kfold(k=3, group="subject")

@@ -288,18 +288,7 @@ def kfold(
         if set(np.unique(folds)) != set(range(1, k + 1)):
             raise DataError(f"folds must use every fold 1..{k} (k={k}).")
     else:
-        groups = None
-        if group is not None:
-            if group not in fit.model.data.columns:
-                raise DataError(
-                    f"group={group!r} is not a column of the data; columns: "
-                    f"{', '.join(map(repr, fit.model.data.columns))}."
-                )
-            if group not in data.columns:
-                raise DataError(
-                    f"group={group!r} is not used by the model; pass folds= to split by it."
-                )
-            groups = data[group].astype(str).to_numpy()
+        groups = None if group is None else _group_labels(fit, group)
         folds = kfold_split(
             n, int(k), groups=groups, random_seed=int(split_seed.generate_state(1)[0])
         )
@@ -335,6 +324,28 @@ def kfold(
         folds=folds,
         fits=fits,
     )
+
+
+def _group_labels(fit: Fit, group: str) -> np.ndarray:
+    """Labels of ``group`` for the rows the model used (a column of the data, used by the
+    model or not)."""
+    design = fit.design
+    full = fit.model.data
+    if group not in full.columns:
+        raise DataError(
+            f"group={group!r} is not a column of the data; columns: "
+            f"{', '.join(map(repr, full.columns))}."
+        )
+    if group in design.data.columns:
+        return design.data[group].astype(str).to_numpy()
+    used = [c for c in design.data.columns if c in full.columns]
+    kept = full.loc[full[used].notna().all(axis=1), group]
+    if len(kept) != design.n or kept.isna().any():
+        raise DataError(
+            f"group={group!r} has missing values in rows the model used; fill them or pass "
+            "folds= with one fold per row."
+        )
+    return kept.astype(str).to_numpy()
 
 
 def _log_mean_exp(values: np.ndarray) -> np.ndarray:
