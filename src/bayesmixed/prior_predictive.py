@@ -19,7 +19,10 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +110,18 @@ class PriorFit(Fit):
         return _summary.format_summary(self.summary(), design, header)
 
 
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Silence a logger's INFO lines (PyMC's "Sampling: [...]") for the duration."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def sample_prior(
     model: Model,
     *,
@@ -159,7 +174,7 @@ def sample_prior(
     total = settings.draws * settings.chains
     # forward sampling of a small graph: PyTensor's Python implementations start at once,
     # where its C backend would first compile for minutes
-    with pytensor.config.change_flags(cxx=""):
+    with pytensor.config.change_flags(cxx=""), _quiet("pymc.sampling.forward"):
         tree = pm.sample_prior_predictive(
             draws=total,
             model=pm_model,
