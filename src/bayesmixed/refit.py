@@ -3,9 +3,11 @@
 :func:`update` refits a fit's model (formula, family, link, prior overrides, missing-value
 rule) on new data with the same sampler settings; default priors that Bambi scales by the
 data are recomputed from the new data, exactly as a new :class:`~bayesmixed.Model` on that
-data would. A refit of a model of the same structure (same number of group levels for the
-exact marginal sampler, whatever the number of rows) reuses the sampler compiled in this
-process: only the first fit compiles (see ``benchmarks/refit.py``).
+data would. A refit runs the engine of the fit (``fit.settings.engine``). A refit of a
+model of the same structure (for the exact marginal engine: the same level bucket, see
+:func:`bayesmixed.engines.marginal.level_bucket`, whatever the number of rows) reuses the
+sampler compiled in this process: only the first fit compiles (see
+``benchmarks/refit.py``).
 
 :func:`kfold` is brms's ``kfold``: the rows are split into ``k`` folds (at random and
 balanced, or by the levels of a grouping column so that whole groups are held out), the
@@ -54,8 +56,8 @@ def update(
     Parameters
     ----------
     fit : Fit
-        A fit; its formula, family, link, prior overrides, ``dropna`` and sampler
-        settings are reused.
+        A fit; its formula, family, link, prior overrides, ``dropna``, sampler settings
+        and engine (``fit.settings.engine``) are reused.
     data : pandas.DataFrame, optional
         The new data (never modified); ``None`` refits the fit's own data.
     random_seed : int, optional
@@ -102,15 +104,26 @@ def update(
     settings = {name: getattr(fit.settings, name) for name in _OPTIONS}
     settings.update(options)
     settings["random_seed"] = random_seed
-    return new_model.fit(marginalize=_marginalize(fit), **settings)
+    return new_model.fit(marginalize=_marginalize(fit, settings["sampler"]), **settings)
 
 
-def _marginalize(fit: Fit) -> bool | str:
-    """The engine choice of the original fit: exact marginal form or not."""
-    attrs = fit.idata["posterior"].attrs
-    if fit.settings.sampler != "numpyro":
-        return "auto"
-    return bool(attrs.get("marginalized", 0))
+def _marginalize(fit: Fit, sampler: str) -> bool | str:
+    """``marginalize=`` that makes the refit run the engine of ``fit`` (its
+    ``settings.engine``, with the same ``engine_reason``).
+
+    The model's structure (family, link, grouping factors, prior families) is the same on
+    the new data, so the chooser's answer for it is too: an exact marginal fit insists on
+    the marginal engine, a full-model fit that was asked for with ``marginalize=False``
+    keeps asking, and an automatic choice is made again (with the same result and reason).
+    A refit with another ``sampler`` lets the chooser decide.
+    """
+    engine = fit.settings.engine or fit.idata["posterior"].attrs.get("engine")
+    if sampler != fit.settings.sampler or engine not in ("marginal", "nuts"):
+        return "auto"  # gibbs: sampler='gibbs' pins it
+    if engine == "marginal":
+        return True
+    reason = fit.settings.engine_reason or ""
+    return False if reason.startswith("marginalize=False") else "auto"
 
 
 # -- K-fold cross-validation ---------------------------------------------------------------------
