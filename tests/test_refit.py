@@ -26,6 +26,7 @@ def test_update_equals_a_fresh_fit_with_the_same_seed(sleep_fit, boot):
     for name in ("Intercept", "Days", "sd_Subject", "cor_Subject", "sigma", "r_Subject"):
         np.testing.assert_array_equal(refit.posterior[name].values, fresh.posterior[name].values)
     assert refit.settings == fresh.settings
+    assert refit.settings.engine == sleep_fit.settings.engine == "marginal"
     assert boot.equals(before)  # the new data are not modified
     # the original fit is untouched and differs
     assert sleep_fit.design.n == 180
@@ -40,10 +41,22 @@ def test_update_keeps_priors_and_changes_options(sleepstudy):
     refit = fit.update(sleepstudy.iloc[:90], random_seed=2, draws=50)
     assert refit.model.priors.common["Days"].params["sigma"] == 1
     assert refit.posterior.sizes["draw"] == 50 and refit.posterior.sizes["chain"] == 1
+    assert (refit.settings.engine, refit.settings.engine_reason) == (
+        fit.settings.engine, fit.settings.engine_reason)
     same = fit.update(random_seed=1)  # the fit's own data and seed: the same draws
     np.testing.assert_array_equal(same.posterior["Days"], fit.posterior["Days"])
     with pytest.raises(SamplingError, match="'formula'"):
         fit.update(formula="Reaction ~ 1")
+
+
+def test_update_keeps_a_full_model_fit_full(sleepstudy):
+    """A fit asked for with marginalize=False is refitted by full NUTS, not marginalised."""
+    model = bm.Model("Reaction ~ Days + (1 | Subject)", sleepstudy)
+    fit = model.fit(draws=30, tune=30, chains=1, random_seed=1, marginalize=False)
+    refit = fit.update(sleepstudy.iloc[:120], random_seed=2)
+    assert fit.settings.engine == refit.settings.engine == "nuts"
+    assert refit.settings.engine_reason.startswith("marginalize=False")
+    assert refit.settings.draws == 30 and refit.posterior.sizes["Subject"] == 12
 
 
 def test_update_refuses_prior_draws(sleepstudy):
