@@ -21,7 +21,7 @@ from bayesmixed.engines.common import configure_host_devices
 configure_host_devices()
 
 if TYPE_CHECKING:
-    from bayesmixed.io import load
+    from bayesmixed.loading import load
     from bayesmixed.model import Model
     from bayesmixed.plots import (
         conditional_effects,
@@ -63,7 +63,7 @@ __all__ = [
 _LAZY = {
     "Model": "bayesmixed.model",
     "Fit": "bayesmixed.results",
-    "load": "bayesmixed.io",
+    "load": "bayesmixed.loading",
     "Prior": "bayesmixed.priors",
     "conditional_effects": "bayesmixed.plots",
     "plot_conditional": "bayesmixed.plots",

@@ -26,7 +26,6 @@ __all__ = [
     "family_parameters",
     "inverse_link",
     "likelihood_distribution",
-    "slope_sd_scale",
     "split_offset",
 ]
 
@@ -212,18 +211,6 @@ def split_offset(matrix: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
             keep[cols] = False
     return full[:, keep], offset
 
-
-def slope_sd_scale(common: BambiCommon, x: np.ndarray) -> float:
-    """Scale of the coefficient of column ``x``, used for that column's group SD.
-
-    Bambi's ``2.5 sd(y) / sd(x)``, with ``sd(y) = 1`` on the logit/probit scale.
-    """
-    sd = float(np.std(x))
-    if sd == 0:
-        return common.intercept_sd_scale
-    if common.logit_like:
-        return 2.5 / sd
-    return 2.5 * common.response_std / sd
 
 
 def _to_prior(bprior: Any) -> Prior:

@@ -43,7 +43,6 @@ import datetime
 import json
 import os
 import tempfile
-import warnings
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -52,17 +51,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from bayesmixed.errors import BayesMixedError, FitError
+from bayesmixed.errors import FitError
 
 if TYPE_CHECKING:
     from bayesmixed.results import Fit
 
-__all__ = ["EXTENSION", "FORMAT", "FORMAT_VERSION", "load", "read_metadata", "save"]
+__all__ = ["EXTENSION", "FORMAT", "FORMAT_VERSION", "read_metadata", "save"]
 
 #: Name of the file format, stored in every file.
 FORMAT = "bayesmixed-fit"
-#: Version of the file format; bump it when the layout changes, and teach :func:`load`
-#: to read the older versions it still supports. Version 1 was a ZIP of ``.npy`` arrays.
+#: Version of the file format; bump it when the layout changes, and teach
+#: :func:`bayesmixed.loading.load` to read the older versions it still supports. Version 1
+#: was a ZIP of ``.npy`` arrays.
 FORMAT_VERSION = 2
 _READABLE = (2,)
 #: The documented file extension (any extension works).
@@ -424,58 +424,6 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return _metadata(_open(target), target)
 
 
-def load(path: str | os.PathLike[str]) -> Fit:
-    """Load a fit written by :meth:`bayesmixed.Fit.save`.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-
-    Returns
-    -------
-    Fit
-        Same draws, summary and predictions as the fit that was saved.
-
-    Raises
-    ------
-    FitError
-        The file is missing, a directory, damaged or not a saved fit, was written with a
-        file-format version this bayesmixed cannot read (the message names the version that
-        wrote it), or the model rebuilt from it does not match the saved draws. The message
-        names the path and the cause.
-
-    Examples
-    --------
-    >>> import bayesmixed as bm
-    >>> fit = bm.load("sleep.bmfit")                                  # doctest: +SKIP
-    """
-    target = _as_path(path)
-    tree = _open(target)
-    meta = _metadata(tree, target)
-    _check_version(meta, target)
-    written_by = meta.get("written_by", {}).get("bayesmixed", "unknown")
-    try:
-        data = _read_frame(tree[_DATA].to_dataset(), meta["data"])
-        spec = {k: meta[k] for k in ("model", "priors", "settings", "sampling_time")}
-    except (KeyError, TypeError, ValueError) as err:
-        raise FitError(
-            f"Cannot read {str(target)!r}: its saved data or model description is damaged "
-            f"({type(err).__name__}: {err})."
-        ) from err
-    del tree[_GROUP]
-    try:
-        fit = _rebuild(spec, data, tree)
-    except BayesMixedError as err:
-        if isinstance(err, FitError):
-            raise
-        raise FitError(
-            f"Cannot rebuild the model saved in {str(target)!r} by bayesmixed {written_by}: "
-            f"{type(err).__name__}: {err}"
-        ) from err
-    _check_match(fit, tree, written_by, target)
-    return fit
-
-
 def _check_version(meta: Mapping[str, Any], target: Path) -> None:
     from bayesmixed import __version__
 
@@ -580,39 +528,3 @@ def _read_frame(data: Any, info: Mapping[str, Any]) -> pd.DataFrame:
     frame = pd.DataFrame(columns, index=pd.RangeIndex(info["rows"]))
     frame.index = index
     return frame
-
-
-def _rebuild(meta: Mapping[str, Any], data: pd.DataFrame, tree: Any) -> Fit:
-    from bayesmixed.engines.common import SamplerSettings
-    from bayesmixed.model import Model
-    from bayesmixed.priors import Prior, PriorSet
-    from bayesmixed.results import Fit
-
-    spec = meta["model"]
-    overrides: dict[str, Any] = {}
-    for key, value in spec["priors"].items():
-        overrides[key] = value["eta"] if "eta" in value else Prior.from_dict(value["prior"])
-    model = Model(
-        spec["formula"],
-        data,
-        family=spec["family"],
-        link=spec["link"],
-        priors=overrides,
-        dropna=spec["dropna"],
-    )
-    with warnings.catch_warnings():  # the user saw them when fitting
-        warnings.simplefilter("ignore")
-        model.design  # noqa: B018 (builds and caches the design)
-    pri = meta["priors"]
-    # the priors the draws came from, whatever this version's defaults are
-    model.__dict__["priors"] = PriorSet(
-        common={k: Prior.from_dict(v) for k, v in pri["common"].items()},
-        sd={k: Prior.from_dict(v) for k, v in pri["sd"].items()},
-        eta={k: float(v) for k, v in pri["eta"].items()},
-        family={k: Prior.from_dict(v) for k, v in pri["family"].items()},
-    )
-    known = {f.name for f in dataclasses.fields(SamplerSettings)}
-    settings = SamplerSettings(**{k: v for k, v in meta["settings"].items() if k in known})
-    return Fit(model, tree, settings=settings, sampling_time=meta["sampling_time"])
-
-

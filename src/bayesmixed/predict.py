@@ -433,15 +433,13 @@ def compare(fits: Mapping[str, Fit], **kwargs: Any) -> pd.DataFrame:
     """
     import arviz as az
 
-    from bayesmixed.results import Fit
-
     if not isinstance(fits, Mapping) or len(fits) < 2:
         raise FitError(
             "compare needs a dict of two or more fits, e.g. "
             "bm.compare({'fixed': fit0, 'mixed': fit1})."
         )
     for name, fit in fits.items():
-        if not isinstance(fit, Fit):
+        if not all(hasattr(fit, part) for part in ("idata", "design", "model")):
             raise FitError(f"compare: {name!r} is a {type(fit).__name__}, not a fit.")
     names = list(fits)
     ref = np.asarray(fits[names[0]].design.common.response)

@@ -248,8 +248,6 @@ def _eta_of(value: Any, key: str) -> float:
 
 def default_priors(design: Any) -> PriorSet:
     """Default priors for a :class:`~bayesmixed.design.Design` (see the module docstring)."""
-    from bayesmixed import _bambi
-
     common = design.common
     sd: dict[str, Prior] = {}
     eta: dict[str, float] = {}
@@ -259,7 +257,7 @@ def default_priors(design: Any) -> PriorSet:
             if term == "Intercept" or np.all(col == 1):
                 scale = common.intercept_sd_scale
             else:
-                scale = _bambi.slope_sd_scale(common, col)
+                scale = slope_sd_scale(common, col)
             sd[f"sd({term}|{fac.label})"] = Prior("HalfNormal", sigma=float(scale))
         if fac.correlated_blocks:
             eta[fac.label] = 1.0
@@ -286,3 +284,16 @@ def _logit_common_priors(common: Any) -> dict[str, Prior]:
         out[term] = Prior("Normal", mu=0.0 if sigma.size == 1 else np.zeros(sigma.size),
                           sigma=float(sigma[0]) if sigma.size == 1 else sigma)
     return out
+
+
+def slope_sd_scale(common: Any, x: np.ndarray) -> float:
+    """Scale of the coefficient of column ``x``, used for that column's group SD.
+
+    Bambi's ``2.5 sd(y) / sd(x)``, with ``sd(y) = 1`` on the logit/probit scale.
+    """
+    sd = float(np.std(x))
+    if sd == 0:
+        return common.intercept_sd_scale
+    if common.logit_like:
+        return 2.5 / sd
+    return 2.5 * common.response_std / sd

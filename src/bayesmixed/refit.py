@@ -82,8 +82,6 @@ def update(
     >>> boot = df.sample(len(df), replace=True, random_state=2)
     >>> refit = fit.update(data=boot, random_seed=2)                  # doctest: +SKIP
     """
-    from bayesmixed.model import Model
-
     _check_fit(fit)
     unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
@@ -93,7 +91,7 @@ def update(
             "family or priors build a new bm.Model."
         )
     model = fit.model
-    new_model = Model(
+    new_model = type(model)(  # the fit's own Model class: no import cycle
         model.formula,
         model.data if data is None else data,
         family=model.family,
@@ -368,9 +366,8 @@ def _log_mean_exp(values: np.ndarray) -> np.ndarray:
 
 
 def _check_fit(fit: Any) -> None:
-    from bayesmixed.results import Fit
-
-    if not isinstance(fit, Fit):
+    # a fit is what Model.fit returns; checked by its parts (refit sits after results)
+    if not all(hasattr(fit, name) for name in ("model", "idata", "settings")):
         raise FitError(f"Expected a fit from Model.fit(), got {type(fit).__name__}.")
     if getattr(fit, "is_prior", False):
         raise FitError(
