@@ -13,6 +13,19 @@ os.environ.setdefault("CI", "1")  # no progress bars in test logs
 warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+    """Each test module starts without the previous modules' compiled programs.
+
+    One process compiles hundreds of distinct programs over the suite; each holds memory
+    mappings, and XLA aborts a process that reaches the kernel's limit (65,530). Fits also
+    release them by themselves near the limit (``bayesmixed.engines.run``); releasing per
+    module keeps the suite's memory low and its results independent of the module order.
+    """
+    bm.clear_compiled()
+    yield
+
+
 @pytest.fixture(scope="session")
 def sleepstudy():
     return bm.datasets.sleepstudy()

@@ -14,6 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import bayesmixed as bm
@@ -70,3 +71,33 @@ def test_many_fits_keep_memory_flat(engine):
 )
 def test_many_full_nuts_fits_keep_memory_flat():
     _check_flat(*_loop("nuts"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_clear_compiled_releases_mappings_and_fits_the_same_again():
+    from bayesmixed.engines.common import memory_maps
+
+    data = simulate(7)
+    options = dict(draws=100, tune=100, chains=1, random_seed=3, progressbar=False)
+    first = bm.Model("y ~ x + (x | g)", data).fit(**options, **OPTIONS["nuts"])
+    held = memory_maps()[0]
+    bm.clear_compiled()
+    assert memory_maps()[0] < held - 100  # the samplers' executables are gone
+    again = bm.Model("y ~ x + (x | g)", data).fit(**options, **OPTIONS["nuts"])
+    for name in ("Intercept", "x", "sigma"):
+        np.testing.assert_array_equal(again.idata["posterior"][name].values,
+                                      first.idata["posterior"][name].values)
+
+
+def test_fits_release_compiled_programs_near_the_mapping_limit(monkeypatch):
+    from bayesmixed import engines
+
+    released = []
+    monkeypatch.setattr(engines, "clear_compiled", lambda: released.append(True))
+    monkeypatch.setattr(engines, "memory_maps", lambda: (40_000, 65_530))
+    fit = bm.Model("y ~ x + (x | g)", simulate(8)).fit(
+        draws=50, tune=50, chains=1, random_seed=1, progressbar=False)
+    assert released == [True]
+    monkeypatch.setattr(engines, "memory_maps", lambda: (20_000, 65_530))
+    fit.update(random_seed=2)
+    assert released == [True]  # below half the limit: programs kept

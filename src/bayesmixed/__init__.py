@@ -21,6 +21,7 @@ from bayesmixed.engines.common import configure_host_devices
 configure_host_devices()
 
 if TYPE_CHECKING:
+    from bayesmixed.engines import clear_compiled
     from bayesmixed.loading import load
     from bayesmixed.model import Model
     from bayesmixed.plots import (
@@ -44,6 +45,7 @@ __all__ = [
     "Model",
     "Prior",
     "__version__",
+    "clear_compiled",
     "compare",
     "conditional_effects",
     "datasets",
@@ -76,6 +78,7 @@ _LAZY = {
     "plot_ppc": "bayesmixed.plots",
     "plot_trace": "bayesmixed.plots",
     "compare": "bayesmixed.predict",
+    "clear_compiled": "bayesmixed.engines",
 }
 
 

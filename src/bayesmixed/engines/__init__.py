@@ -28,17 +28,24 @@ gibbs      blocked Gibbs sweeps for large Gaussian models (identity link)
 from __future__ import annotations
 
 import dataclasses
+import gc
+import sys
 from importlib import import_module
 from typing import Any
 
-from bayesmixed.engines.common import SAMPLERS, SamplerSettings
+from bayesmixed.engines.common import SAMPLERS, SamplerSettings, memory_maps
 from bayesmixed.errors import SamplingError
 
-__all__ = ["AUTO_GIBBS_LEVELS", "AUTO_GIBBS_ROWS", "ENGINES", "choose_engine", "engine", "run"]
+__all__ = ["AUTO_GIBBS_LEVELS", "AUTO_GIBBS_ROWS", "ENGINES", "MAPS_RELEASE_FRACTION",
+           "choose_engine", "clear_compiled", "engine", "run"]
 
 #: engine name -> module (imported on first use)
 ENGINES = {"nuts": "bayesmixed.engines.nuts", "marginal": "bayesmixed.engines.marginal",
            "gibbs": "bayesmixed.engines.gibbs", "glmm": "bayesmixed.engines.glmm"}
+
+#: compiled programs are released before a fit once the process holds this fraction of the
+#: kernel's limit on memory mappings (``vm.max_map_count``; XLA aborts the process there)
+MAPS_RELEASE_FRACTION = 0.5
 
 #: a Gaussian model at least this large (rows, or levels over all factors) goes to Gibbs
 AUTO_GIBBS_ROWS, AUTO_GIBBS_LEVELS = 10_000, 1_000
@@ -149,9 +156,43 @@ def run(design: Any, priors: Any, settings: SamplerSettings) -> tuple[Any, float
         raise SamplingError(
             f"Unknown engine {settings.engine!r}; engines: {', '.join(ENGINES)}."
         )
+    _release_before_the_limit()
     idata, seconds = engine(settings.engine).fit(design, priors, settings)
     idata["posterior"].attrs["engine"] = settings.engine
     return idata, seconds
+
+
+def clear_compiled() -> None:
+    """Release every compiled sampler and helper program held by this process.
+
+    Each engine keeps the programs it compiled (one per model structure and shape) so that
+    later fits of the same structure skip compilation, and JAX keeps its own in-memory
+    caches. Every XLA executable holds memory and memory mappings; a process that fits many
+    *different* models (a long notebook, a test suite) can approach the kernel's limit on
+    mappings, where XLA aborts the process. :func:`run` calls this by itself when the
+    process holds more than :data:`MAPS_RELEASE_FRACTION` of that limit; call it yourself
+    to free the memory. Later fits compile again (or load from JAX's persistent cache on
+    disk, which is kept).
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> bm.clear_compiled()
+    """
+    for module_name in ENGINES.values():
+        module = sys.modules.get(module_name)
+        if module is not None and hasattr(module, "clear_programs"):
+            module.clear_programs()
+    if "jax" in sys.modules:
+        sys.modules["jax"].clear_caches()
+    gc.collect()
+
+
+def _release_before_the_limit() -> None:
+    """:func:`clear_compiled` when the process nears the kernel's memory-mapping limit."""
+    maps = memory_maps()
+    if maps is not None and maps[0] > MAPS_RELEASE_FRACTION * maps[1]:
+        clear_compiled()
 
 
 def _glmm_slopes(design: Any) -> str | None:

@@ -150,6 +150,22 @@ def cache_dir() -> Path:
     return Path(base) / "bayesmixed"
 
 
+def memory_maps() -> tuple[int, int] | None:
+    """``(mappings held, kernel limit)`` of this process, or None where unknown (not Linux).
+
+    XLA's CPU executables each hold a few dozen memory mappings; a process reaching
+    ``vm.max_map_count`` (65,530 by default) aborts inside XLA.
+    """
+    try:
+        with open("/proc/self/maps", "rb") as fh:
+            held = fh.read().count(b"\n")
+        with open("/proc/sys/vm/max_map_count") as fh:
+            limit = int(fh.read())
+    except (OSError, ValueError):
+        return None
+    return held, limit
+
+
 def cache_enabled() -> bool:
     """False when ``BAYESMIXED_JAX_CACHE=0`` (no persistent caches of our own or JAX's)."""
     return os.environ.get("BAYESMIXED_JAX_CACHE", "1") != "0"

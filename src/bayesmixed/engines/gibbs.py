@@ -451,6 +451,11 @@ def _program(S: _Structure, method: str) -> Any:
     return jax.jit(chain)
 
 
+def clear_programs() -> None:
+    """Forget this module's compiled programs (see :func:`bayesmixed.engines.clear_compiled`)."""
+    _program.cache_clear()
+
+
 def fit(design: Any, priors: Any, settings: SamplerSettings) -> tuple[Any, float]:
     """Run the blocked Gibbs sampler; return a DataTree like the NUTS path's and seconds.
 

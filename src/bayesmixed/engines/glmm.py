@@ -489,6 +489,11 @@ def _programs(layout: GlmmLayout) -> dict[str, Any]:
     }
 
 
+def clear_programs() -> None:
+    """Forget this module's compiled programs (see :func:`bayesmixed.engines.clear_compiled`)."""
+    _programs.cache_clear()
+
+
 # ---------------------------------------------------------------------------------------
 # Warm start: mode, centring per factor, Hessian-based scale
 # ---------------------------------------------------------------------------------------

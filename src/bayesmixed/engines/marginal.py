@@ -511,6 +511,11 @@ def _programs() -> dict[str, Callable]:
     }
 
 
+def clear_programs() -> None:
+    """Forget this module's compiled programs (see :func:`bayesmixed.engines.clear_compiled`)."""
+    _programs.cache_clear()
+
+
 def _value_and_grad(theta: np.ndarray, data: dict, layout: _Layout) -> tuple[float, np.ndarray]:
     """The compiled log density and its gradient at one ``theta`` (D,) (-inf if not finite)."""
     value, grad = _programs()["value_and_grad"](np.asarray(theta, float), _statistics(data),

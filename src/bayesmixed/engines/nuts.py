@@ -107,6 +107,12 @@ _COMPILED: dict[Any, Any] = {}
 _COMPILED_MAX = 8
 
 
+def clear_programs() -> None:
+    """Forget the compiled samplers and posterior maps of this module (see ``clear_compiled``)."""
+    _COMPILED.clear()
+    _POSTERIOR_MAPS.clear()
+
+
 @dataclass(frozen=True)
 class NutsDraws:
     """Raw NUTS output in the sampler's unconstrained space.
