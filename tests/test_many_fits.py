@@ -62,13 +62,6 @@ def test_many_fits_keep_memory_flat(engine):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
-@pytest.mark.xfail(
-    reason="known defect, issue 14 stays open: PyTensor merges equal-valued constants before "
-    "the data are lifted out of the JAX graph, so a data set whose arrays happen to coincide "
-    "(seed 500: two equal (40, 2) designs) gets another graph and compiles again (5 s with "
-    "a cold cache); memory stays flat",
-    strict=False,
-)
 def test_many_full_nuts_fits_keep_memory_flat():
     _check_flat(*_loop("nuts"))
 

@@ -77,9 +77,9 @@ def build_pymc_model(design: Design, priors: PriorSet):
                 prior = priors.common[names.term]
                 parts.append(pt.atleast_1d(_random_variable(names.var, prior, names.dim)))
             beta = pt.concatenate(parts) if len(parts) > 1 else parts[0]
-            eta = pt.dot(pt.as_tensor(common.X), beta)
+            eta = pt.dot(_data(common.X), beta)
         if design.has_offset:  # offset(...) terms enter with coefficient 1
-            eta = eta + pt.as_tensor(design.offset)
+            eta = eta + _data(design.offset)
 
         for fac in design.factors:
             eta = eta + _group_contribution(fac, layout.factor(fac.label), priors)
@@ -97,6 +97,19 @@ def build_pymc_model(design: Design, priors: PriorSet):
         dims = (layout.obs_dim,) if observed.ndim == 1 else None
         dist(layout.response, dims=dims, **kwargs)
     return model
+
+
+def _data(values: Any) -> Any:
+    """A data array of the model as its own variable (a shared variable of static shape).
+
+    As constants, two arrays of equal values (a fixed and a group design that coincide)
+    would be merged by PyMC's graph rewrites, and such a data set would get another graph
+    (another compiled program) than its neighbours of the same shape.
+    """
+    import pytensor
+
+    values = np.asarray(values)
+    return pytensor.shared(values, shape=values.shape)
 
 
 def _group_contribution(fac, names, priors: PriorSet):
@@ -137,7 +150,7 @@ def _group_contribution(fac, names, priors: PriorSet):
     else:
         r = z * sd
     r = pm.Deterministic(names.r, r, dims=(names.level_dim, tdim))
-    gathered = r[fac.index]
+    gathered = r[_data(fac.index)]
     if fac.X.shape[1] == 1 and np.all(fac.X == 1):
         return gathered[:, 0]
-    return pt.sum(pt.as_tensor(fac.X) * gathered, axis=1)
+    return pt.sum(_data(fac.X) * gathered, axis=1)

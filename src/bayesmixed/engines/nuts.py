@@ -487,22 +487,30 @@ def _jaxify(inputs: list[Any], outputs: list[Any], example: list[np.ndarray]) ->
     from pytensor.link.jax.dispatch import jax_funcify
     from pytensor.tensor.variable import TensorConstant
 
+    def lift(min_ndim: int) -> list[np.ndarray]:
+        """Replace the graph's data constants of ``min_ndim`` or more dimensions by inputs."""
+        lifted: list[Any] = []
+        for node in fgraph.toposort():  # a deterministic order
+            indexing = type(node.op).__name__.startswith("AdvancedSubtensor")
+            for pos, var in enumerate(node.inputs):
+                if not isinstance(var, TensorConstant) or var in lifted or var.ndim < min_ndim:
+                    continue
+                if var.dtype.startswith("float") or (indexing and pos > 0 and var.ndim >= 1):
+                    lifted.append(var)
+        new = [c.type() for c in lifted]
+        for var in new:
+            fgraph.add_input(var)
+        fgraph.replace_all(list(zip(lifted, new, strict=True)), import_missing=True)
+        return [np.asarray(c.data) for c in lifted]
+
     fgraph = FunctionGraph(inputs=inputs, outputs=_replace_shared_variables(outputs),
                            clone=True)
+    # Data arrays become inputs before the rewrites, which would otherwise merge equal-valued
+    # arrays (two identical design columns) and give such a data set another program; the
+    # scalars stay for the rewrites to fold and stabilise, and are lifted after them.
+    consts = lift(1)
     mode.JAX.optimizer.rewrite(fgraph)
-    lifted: list[Any] = []
-    for node in fgraph.toposort():  # a deterministic order
-        indexing = type(node.op).__name__.startswith("AdvancedSubtensor")
-        for pos, var in enumerate(node.inputs):
-            if not isinstance(var, TensorConstant) or var in lifted:
-                continue
-            if var.dtype.startswith("float") or (indexing and pos > 0 and var.ndim >= 1):
-                lifted.append(var)
-    consts = [np.asarray(c.data) for c in lifted]
-    new = [c.type() for c in lifted]
-    for var in new:
-        fgraph.add_input(var)
-    fgraph.replace_all(list(zip(lifted, new, strict=True)), import_missing=True)
+    consts += lift(0)
     fn = jax_funcify(fgraph)
     try:
         closed = jax.make_jaxpr(fn)(*example, *consts)
