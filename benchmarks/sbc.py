@@ -1,4 +1,4 @@
-"""Simulation-based calibration (SBC) of the correlated Gaussian model ``y ~ x + (x | g)``.
+"""Simulation-based calibration (SBC) of the correlated model ``y ~ x + (x | g)``, per engine.
 
 Talts, Betancourt, Simpson, Vehtari and Gelman (2018), "Validating Bayesian inference
 algorithms with simulation-based calibration": draw parameters from the prior, simulate a
@@ -17,11 +17,15 @@ explicit, proper priors so that data sets can be drawn from them:
 * ``sigma`` ~ HalfNormal(1);
 
 8 groups of 5 observations, ``x ~ Normal(0, 1)`` drawn anew for each data set.
+``--family poisson`` and ``--family bernoulli`` simulate and fit the same block with a log or
+logit link (no ``sigma``).
 
 Run::
 
-    python benchmarks/sbc.py --n 100                       # the default fit
-    python benchmarks/sbc.py --n 100 --marginalize false   # NUTS on the full PyMC model
+    python benchmarks/sbc.py --n 100                       # the default fit (marginal engine)
+    python benchmarks/sbc.py --n 500 --sampler nuts        # NUTS on the full model
+    python benchmarks/sbc.py --n 500 --sampler gibbs       # the blocked Gibbs sampler
+    python benchmarks/sbc.py --n 500 --family poisson      # a GLMM (the engine auto picks)
     python benchmarks/sbc.py --n 100 --control             # negative control: must fail
     python benchmarks/sbc.py --n 20 --jobs 2               # a quick look
 
@@ -48,11 +52,24 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMETERS = ("Intercept", "x", "sd(Intercept|g)", "sd(x|g)", "cor(Intercept,x|g)", "sigma")
+FAMILIES = ("gaussian", "poisson", "bernoulli")
+#: fit options that select each engine (``"auto"``: the chooser's pick)
+SAMPLERS = {
+    "auto": {},
+    "marginal": {"marginalize": True},
+    "nuts": {"sampler": "numpyro", "marginalize": False},
+    "gibbs": {"sampler": "gibbs"},
+}
+
+
+def parameters(family: str) -> tuple[str, ...]:
+    """The calibrated parameters of a family's model (``sigma`` only for the Gaussian)."""
+    return PARAMETERS if family == "gaussian" else PARAMETERS[:-1]
 N_GROUPS, PER_GROUP = 8, 5
 ETA = 2.0
 
 
-def priors(sd_scale: float = 1.0) -> dict:
+def priors(sd_scale: float = 1.0, family: str = "gaussian") -> dict:
     """The explicit priors of the SBC model (the ones data sets are drawn from).
 
     ``sd_scale`` other than 1 fits with a wrong prior on the group SDs (a negative control:
@@ -60,16 +77,19 @@ def priors(sd_scale: float = 1.0) -> dict:
     """
     import bayesmixed as bm
 
-    return {
+    out = {
         "Intercept": bm.Prior("Normal", mu=0.0, sigma=1.0),
         "x": bm.Prior("Normal", mu=0.0, sigma=1.0),
         "sd(g)": bm.Prior("HalfNormal", sigma=sd_scale),
         "cor(g)": ETA,
-        "sigma": bm.Prior("HalfNormal", sigma=1.0),
     }
+    if family == "gaussian":
+        out["sigma"] = bm.Prior("HalfNormal", sigma=1.0)
+    return out
 
 
-def simulate(rng: np.random.Generator) -> tuple[dict[str, float], pd.DataFrame]:
+def simulate(rng: np.random.Generator,
+             family: str = "gaussian") -> tuple[dict[str, float], pd.DataFrame]:
     """Draw the parameters from the prior and a data set from the model."""
     truth = {
         "Intercept": rng.normal(0.0, 1.0),
@@ -86,19 +106,24 @@ def simulate(rng: np.random.Generator) -> tuple[dict[str, float], pd.DataFrame]:
     g = np.repeat(np.arange(N_GROUPS), PER_GROUP)
     x = rng.normal(size=g.size)
     mu = truth["Intercept"] + effects[g, 0] + (truth["x"] + effects[g, 1]) * x
-    y = mu + rng.normal(0.0, truth["sigma"], size=g.size)
+    if family == "poisson":
+        y = rng.poisson(np.exp(np.minimum(mu, 8.0)))  # exp(8): counts stay finite
+    elif family == "bernoulli":
+        y = rng.binomial(1, 1.0 / (1.0 + np.exp(-mu)))
+    else:
+        y = mu + rng.normal(0.0, truth["sigma"], size=g.size)
     return truth, pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
 
 
-def one(args: tuple[int, int, int, int, int, float, float, bool | str]) -> dict:
+def one(args: tuple[int, int, int, int, int, float, float, str, str]) -> dict:
     """Simulate data set ``i``, fit it and return the ranks and the sampler's diagnostics."""
-    i, seed, draws, tune, thin, target_accept, sd_scale, marginalize = args
+    i, seed, draws, tune, thin, target_accept, sd_scale, sampler, family = args
     import bayesmixed as bm
     from bayesmixed.diagnostics import check_fit
     from bayesmixed.summary import hyper_draws
 
-    truth, data = simulate(np.random.default_rng([seed, i]))
-    model = bm.Model("y ~ x + (x | g)", data, priors=priors(sd_scale))
+    truth, data = simulate(np.random.default_rng([seed, i]), family)
+    model = bm.Model("y ~ x + (x | g)", data, family=family, priors=priors(sd_scale, family))
     start = time.perf_counter()
     with warnings.catch_warnings():  # one chain never reaches ESS 400: collected below
         warnings.simplefilter("ignore")
@@ -109,12 +134,12 @@ def one(args: tuple[int, int, int, int, int, float, float, bool | str]) -> dict:
             target_accept=target_accept,
             random_seed=seed * 1000 + i,
             progressbar=False,
-            marginalize=marginalize,
+            **SAMPLERS[sampler],
         )
     seconds = time.perf_counter() - start
     posterior = hyper_draws(fit.posterior, fit.design)
-    out: dict = {"dataset": i, "seconds": seconds}
-    for name in PARAMETERS:
+    out: dict = {"dataset": i, "seconds": seconds, "engine": fit.settings.engine}
+    for name in parameters(family):
         kept = posterior[name].reshape(-1)[thin - 1 :: thin]
         out[name] = int(np.sum(kept < truth[name]))
     diag = check_fit(fit, warn=False)
@@ -129,7 +154,7 @@ def uniformity(ranks: pd.DataFrame, n_ranks: int, bins: int) -> pd.DataFrame:
     from scipy import stats
 
     rows = []
-    for name in PARAMETERS:
+    for name in [p for p in PARAMETERS if p in ranks]:
         r = ranks[name].to_numpy()
         counts = np.bincount(r * bins // n_ranks, minlength=bins)
         expected = len(r) / bins
@@ -160,7 +185,10 @@ def plot(
     n = len(ranks)
     low, high = stats.binom.ppf([0.005, 0.995], n, 1 / bins)
     fig, axes = plt.subplots(2, 3, figsize=(11, 6), sharey=True, constrained_layout=True)
-    for ax, name in zip(axes.flat, PARAMETERS, strict=True):
+    names = [p for p in PARAMETERS if p in ranks]
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, names, strict=False):
         counts = np.bincount(ranks[name].to_numpy() * bins // n_ranks, minlength=bins)
         ax.axhspan(low, high, color="0.85", zorder=0, label="99% band (uniform)")
         ax.axhline(n / bins, color="0.5", lw=1, zorder=1)
@@ -172,8 +200,8 @@ def plot(
     axes[1, 0].set_ylabel("data sets")
     axes[0, 0].legend(loc="lower left", fontsize=8)
     fig.suptitle(
-        f"SBC of y ~ x + (x | g): {n} data sets, {N_GROUPS} groups x {PER_GROUP} obs, "
-        f"{n_ranks - 1} thinned draws each{note}"
+        f"SBC of y ~ x + (x | g){note}: {n} data sets, {N_GROUPS} groups x {PER_GROUP} obs, "
+        f"{n_ranks - 1} thinned draws each"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -193,12 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "images" / "sbc_ranks.png")
     parser.add_argument("--csv", type=Path, default=None, help="also write the ranks here")
     parser.add_argument(
-        "--marginalize",
-        choices=("auto", "true", "false"),
+        "--sampler",
+        choices=tuple(SAMPLERS),
         default="auto",
-        help="'auto' (the default fit: group effects integrated out, then drawn exactly) "
-        "or 'false' (NUTS on the full non-centred PyMC model)",
+        help="the engine: 'auto' (the chooser's pick: marginal for the Gaussian model), "
+        "'marginal' (group effects integrated out, then drawn exactly), 'nuts' (NUTS on the "
+        "full model) or 'gibbs' (blocked Gibbs, Gaussian only)",
     )
+    parser.add_argument("--family", choices=FAMILIES, default="gaussian")
     parser.add_argument(
         "--control",
         action="store_true",
@@ -213,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CI", "1")  # no progress bars
     tasks = [
         (i, args.seed, args.draws, args.tune, args.thin, args.target_accept,
-         0.5 if args.control else 1.0,
-         {"auto": "auto", "true": True, "false": False}[args.marginalize])
+         0.5 if args.control else 1.0, args.sampler, args.family)
         for i in range(args.n)
     ]
     start = time.perf_counter()
@@ -230,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {task[0] + 1}/{args.n} fits", file=sys.stderr, flush=True)
     ranks = pd.DataFrame(results).set_index("dataset")
     table = uniformity(ranks, n_ranks, args.bins)
-    note = {"auto": "", "true": " (marginalised)", "false": " (full NUTS model)"}[args.marginalize]
+    engines = ", ".join(sorted(set(ranks["engine"])))
+    note = f" ({args.family}, engine {engines})"
     plot(ranks, table, n_ranks, args.bins, args.png, note + (" - CONTROL" if args.control else ""))
     if args.csv:
         ranks.to_csv(args.csv)
@@ -239,19 +269,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.control:
         print("NEGATIVE CONTROL: fitted with sd(g) ~ HalfNormal(0.5), simulated with 1")
     print(
-        f"SBC of y ~ x + (x | g): {args.n} data sets ({N_GROUPS} groups x {PER_GROUP} obs), "
-        f"1 chain, {args.tune} tuning + {args.draws} draws thinned by {args.thin} "
-        f"(L = {n_ranks - 1}), {args.bins} bins, marginalize={args.marginalize}"
+        f"SBC of y ~ x + (x | g), {args.family}: {args.n} data sets ({N_GROUPS} groups x "
+        f"{PER_GROUP} obs), 1 chain, {args.tune} tuning + {args.draws} draws thinned by "
+        f"{args.thin} (L = {n_ranks - 1}), {args.bins} bins, sampler={args.sampler} "
+        f"(engine {engines})"
     )
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
         print(table.to_string())
     divergent = int((ranks["divergences"] > 0).sum())
+    low_ess = int((ranks["min_ess_bulk"] < 20).sum())
     r_hat = ranks["max_r_hat"].max()  # NaN with one chain: split R-hat is not reported
     r_hat_text = f"max R-hat {r_hat:.3f}" if np.isfinite(r_hat) else "R-hat n/a (one chain)"
     print(
         f"\nsampler: {int(ranks['divergences'].sum())} divergences in {divergent} of "
         f"{args.n} fits; {r_hat_text}; smallest bulk ESS "
-        f"{ranks['min_ess_bulk'].min():.0f}; median fit {ranks['seconds'].median():.1f} s; "
+        f"{ranks['min_ess_bulk'].min():.0f} (median over fits "
+        f"{ranks['min_ess_bulk'].median():.0f}; {low_ess} fits below 20); "
+        f"median fit {ranks['seconds'].median():.1f} s; "
         f"total {wall / 60:.1f} min"
     )
     print(f"rank histograms: {args.png}")
