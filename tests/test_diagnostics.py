@@ -130,6 +130,22 @@ def test_low_ess_is_named_with_the_summary_label(model):
     assert "effective sample size < 400" in str(record[0].message)
 
 
+def test_slow_gibbs_mixing_on_small_data_points_to_nuts(model):
+    """Issue 14: Gibbs mixes poorly on small data sets; the warning says to use NUTS."""
+    import dataclasses
+
+    def random_walk(post):
+        walk = np.cumsum(np.random.default_rng(1).normal(size=post["sd_g"].shape[:2]), axis=1)
+        post["sd_g"][..., 1] = 1 + 0.01 * np.abs(walk)
+
+    fit = fake_fit(model, edit=random_walk)
+    gibbs = Fit(model, fit.idata, settings=dataclasses.replace(fit.settings, engine="gibbs"))
+    message = gibbs.diagnostics().convergence_message()
+    assert "Gibbs sampler mixes slowly" in message and "sampler='numpyro'" in message
+    assert f"{model.design.n} rows" in message
+    assert "Gibbs" not in fake_fit(model, edit=random_walk).diagnostics().convergence_message()
+
+
 def test_one_warning_for_several_problems(model):
     def shift(post):
         post["Intercept"][1] -= 1.0

@@ -74,6 +74,10 @@ class Diagnostics:
         The sampler's target acceptance rate (for the advice on divergences).
     chains : int
         Number of chains; R-hat needs two or more (with one it is NaN and not flagged).
+    engine : str or None
+        The engine that sampled (``fit.settings.engine``), for engine-specific advice.
+    rows : int or None
+        Rows of the data, for the advice on the Gibbs sampler.
     """
 
     table: pd.DataFrame
@@ -84,6 +88,8 @@ class Diagnostics:
     ess_min: float = ESS_MIN
     target_accept: float | None = None
     chains: int = 2
+    engine: str | None = None
+    rows: int | None = None
 
     @property
     def high_rhat(self) -> list[str]:
@@ -132,6 +138,15 @@ class Diagnostics:
                 f"- effective sample size < {self.ess_min:g} for {_shown(ess, '{:.0f}')}: "
                 "estimates and intervals are noisy; draw more (draws=, chains=)."
             )
+            lowest = float(ess.min()) / max(self.draws, 1)
+            if self.engine == "gibbs" and (lowest < 0.1 or (self.rows or 0) < 1000):
+                lines.append(
+                    f"- the Gibbs sampler mixes slowly here (the lowest ESS is {lowest:.0%} of "
+                    f"the draws{'' if self.rows is None else f'; {self.rows} rows'}): it is "
+                    "meant for large Gaussian models, where each sweep's blocks are well "
+                    "informed; use NUTS, model.fit(sampler='numpyro'), which sampler='auto' "
+                    "picks for models of this size."
+                )
         return "\n".join(lines)
 
     def singular_message(self) -> str | None:
@@ -240,6 +255,8 @@ def diagnose(fit: Fit, *, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) 
         ess_min=ess_min,
         target_accept=getattr(fit.settings, "target_accept", None),
         chains=chains,
+        engine=getattr(fit.settings, "engine", None),
+        rows=getattr(getattr(fit, "design", None), "n", None),
     )
 
 
