@@ -22,6 +22,7 @@ configure_host_devices()
 
 if TYPE_CHECKING:
     from bayesmixed.engines import clear_compiled
+    from bayesmixed.formula import Formula
     from bayesmixed.loading import load
     from bayesmixed.model import Model
     from bayesmixed.plots import (
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Fit",
+    "Formula",
     "Model",
     "Prior",
     "__version__",
@@ -65,6 +67,7 @@ __all__ = [
 _LAZY = {
     "Model": "bayesmixed.model",
     "Fit": "bayesmixed.results",
+    "Formula": "bayesmixed.formula",
     "load": "bayesmixed.loading",
     "Prior": "bayesmixed.priors",
     "conditional_effects": "bayesmixed.plots",

@@ -9,7 +9,8 @@ here, in one place, and the adapter tests say so.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from bayesmixed.priors import Prior
 
 __all__ = [
     "BambiCommon",
+    "BambiParameter",
     "common_part",
     "family_links",
     "family_names",
@@ -28,6 +30,37 @@ __all__ = [
     "likelihood_distribution",
     "split_offset",
 ]
+
+
+@dataclass
+class BambiParameter:
+    """What Bambi tells us about the common part of one family parameter's formula.
+
+    Attributes
+    ----------
+    name : str
+        The family parameter (``"sigma"``).
+    X : numpy.ndarray
+        Its common design matrix, float (offsets excluded).
+    columns : list of str
+        Column labels of ``X`` as formulae names them (``"Intercept"``, ``"Days"``).
+    term_slices : dict of str to slice
+        Columns of each common term in ``X``.
+    link_name : str
+        The parameter's link (``"log"`` for positive parameters).
+    common_design : formulae.matrices.CommonEffectsMatrix or None
+        Kept to evaluate new data.
+    offset : numpy.ndarray
+        Sum of its ``offset(...)`` terms per row (zeros without one).
+    """
+
+    name: str
+    X: np.ndarray
+    columns: list[str]
+    term_slices: dict[str, slice]
+    link_name: str
+    common_design: Any
+    offset: np.ndarray
 
 
 @dataclass
@@ -61,6 +94,9 @@ class BambiCommon:
     offset : numpy.ndarray
         Sum of the ``offset(...)`` terms of every row (zeros without an offset); not a
         column of ``X``: it enters the linear predictor with coefficient 1.
+    parameters : dict of str to BambiParameter
+        Common parts of the family parameters that have their own formula (a
+        distributional model); empty otherwise.
     """
 
     family: Any
@@ -75,6 +111,7 @@ class BambiCommon:
     response_std: float
     logit_like: bool
     offset: np.ndarray
+    parameters: dict[str, BambiParameter] = field(default_factory=dict)
 
     @property
     def parent(self) -> str:
@@ -100,6 +137,7 @@ def common_part(
     *,
     family: str,
     link: str | dict[str, str] | None,
+    parameters: Mapping[str, str] | None = None,
 ) -> BambiCommon:
     """Let Bambi read the common part ``response ~ common`` of the model.
 
@@ -111,6 +149,9 @@ def common_part(
         Data without missing values in the used columns (not modified).
     family, link
         As accepted by :class:`bambi.Model`.
+    parameters : mapping of str to str, optional
+        The common part of each family parameter's formula (``{"sigma": "Days"}``), read
+        as Bambi reads ``bmb.Formula(formula, "sigma ~ Days")``.
     """
     import bambi as bmb
 
@@ -118,11 +159,16 @@ def common_part(
         raise FamilyError(
             f"Unknown family {family!r}; choose one of {', '.join(family_names())}."
         )
+    parameters = dict(parameters or {})
+    full = (
+        bmb.Formula(formula, *(f"{name} ~ {rhs}" for name, rhs in parameters.items()))
+        if parameters else formula
+    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", module="bambi")
-            model = bmb.Model(formula, data, family=family, link=link, dropna=False)
+            model = bmb.Model(full, data, family=family, link=link, dropna=False)
     except ValueError as err:
         text = str(err)
         if "link" in text.lower():
@@ -134,10 +180,6 @@ def common_part(
         ) from err
 
     fam = model.family
-    if len(model.conditional_parameters) > 1:
-        raise FamilyError(
-            "Distributional models (formulas for auxiliary parameters) are not supported."
-        )
     parent = model.parameters[fam.likelihood.parent]
     design = parent.design
     X, offset = split_offset(design.common, len(data))
@@ -178,6 +220,33 @@ def common_part(
         common_design=design.common,
         response_std=float(scaler.response_std),
         logit_like=logit_like,
+        offset=offset,
+        parameters={
+            name: _parameter_part(name, model.parameters[name], fam, len(data))
+            for name in parameters
+        },
+    )
+
+
+def _parameter_part(name: str, component: Any, family: Any, n: int) -> BambiParameter:
+    """The common part of one family parameter's formula, as Bambi built it."""
+    matrix = component.design.common
+    X, offset = split_offset(matrix, n)
+    slices: dict[str, slice] = {}
+    columns: list[str] = []
+    for term_name, term in (matrix.terms.items() if matrix else []):
+        if getattr(term, "kind", None) == "offset":
+            continue
+        labels = term.labels if hasattr(term, "labels") else [term_name]
+        slices[term_name] = slice(len(columns), len(columns) + len(labels))
+        columns.extend(labels)
+    return BambiParameter(
+        name=name,
+        X=X,
+        columns=columns,
+        term_slices=slices,
+        link_name=family.link[name].name,
+        common_design=matrix,
         offset=offset,
     )
 

@@ -5,6 +5,8 @@ Every variable, dimension and coordinate is named by the design's
 :mod:`bayesmixed.layout`). Blocks on the same factor (``(1|g) + (0 + x|g)``) share
 ``r_<g>`` with independent columns; each correlated block of two or more columns gets its
 own LKJ factor (``L_<g>``, or ``L_<g>_1``, ``L_<g>_2``... when a factor has several).
+A family parameter with its own formula (``sigma ~ Days + (1 | Subject)``) gets its own
+linear predictor, built the same way, through the parameter's inverse link (``exp``).
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ def build_pymc_model(design: Design, priors: PriorSet):
         kwargs: dict[str, Any] = {"observed": common.response}
         for name, prior in priors.family.items():
             kwargs[name] = _random_variable(layout.family[name], prior)
+        for par in design.parameters:
+            kwargs[par.name] = _parameter_predictor(par, layout.parameter(par.name), priors)
         kwargs[common.parent] = _bambi.inverse_link(common.link_name)(eta)
         family = common.family
         if hasattr(family, "transform_backend_kwargs"):
@@ -112,11 +116,29 @@ def _data(values: Any) -> Any:
     return pytensor.shared(values, shape=values.shape)
 
 
-def _group_contribution(fac, names, priors: PriorSet):
+def _parameter_predictor(par, names, priors: PriorSet):
+    """``inverse_link(X b + offset + group terms)`` of one family parameter, per row."""
+    import pytensor.tensor as pt
+
+    n = par.X.shape[0]
+    eta = pt.zeros(n)
+    if par.X.shape[1]:
+        parts = [pt.atleast_1d(_random_variable(c.var, priors.common[c.term], c.dim))
+                 for c in names.common]
+        beta = pt.concatenate(parts) if len(parts) > 1 else parts[0]
+        eta = pt.dot(_data(par.X), beta)
+    if np.any(par.offset != 0):
+        eta = eta + _data(par.offset)
+    for fac, fac_names, key in zip(par.factors, names.factors, names.eta_keys, strict=True):
+        eta = eta + _group_contribution(fac, fac_names, priors, eta_key=key)
+    return _bambi.inverse_link(par.link_name)(eta)
+
+
+def _group_contribution(fac, names, priors: PriorSet, eta_key: str | None = None):
     import pymc as pm
     import pytensor.tensor as pt
 
-    label = fac.label
+    label = fac.label if eta_key is None else eta_key
     tdim = names.term_dim
     sd_priors = [priors.sd[key] for key in names.sd_labels]
     first = sd_priors[0]

@@ -27,7 +27,7 @@ import pandas as pd
 
 from bayesmixed import _bambi, validate
 from bayesmixed.errors import DataError, FamilyError, FormulaError, PredictionError
-from bayesmixed.formula import CbindResponse, FormulaSpec
+from bayesmixed.formula import CbindResponse, FormulaSpec, GroupBlock
 from bayesmixed.response import TRIALS_FAMILIES, evaluate_count, trials, trials_expressions
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ __all__ = [
     "Design",
     "FactorDesign",
     "FactorRows",
+    "ParameterDesign",
     "Rows",
     "build_design",
     "factor_levels",
@@ -182,6 +183,8 @@ class Rows:
         Trials of binomial-like models when asked for.
     labels : pandas.Index
         The rows' labels (the data's own index, kept as is).
+    parameters : dict of str to Rows
+        The same for each family parameter with its own formula (a distributional model).
     """
 
     X: np.ndarray
@@ -189,11 +192,58 @@ class Rows:
     groups: list[FactorRows]
     trials: np.ndarray | None
     labels: pd.Index
+    parameters: dict[str, Rows] = field(default_factory=dict)
 
     @property
     def unseen(self) -> dict[str, list[str]]:
         """Labels of unseen levels of each factor that has some."""
         return {g.factor.label: g.new_levels for g in self.groups if g.new_levels}
+
+
+@dataclass
+class ParameterDesign:
+    """Design of one family parameter's formula (``sigma ~ Days + (1 | Subject)``).
+
+    Column, term and group-term labels carry brms's prefix (``sigma_Intercept``,
+    ``sigma_Days``), so they never clash with the main formula's.
+
+    Attributes
+    ----------
+    name : str
+        The family parameter (``"sigma"``).
+    link_name : str
+        Its link (``"log"``): the formula models ``link(sigma)``.
+    X : numpy.ndarray
+        Common design matrix (offsets excluded).
+    columns : list of str
+        Labels of ``X``'s columns, prefixed (``"sigma_Days"``).
+    term_slices : dict of str to slice
+        Columns of each common term, keyed by the prefixed term (also the prior key).
+    common_design : formulae.matrices.CommonEffectsMatrix or None
+        Evaluates new data.
+    offset : numpy.ndarray
+        Its ``offset(...)`` terms per row.
+    factors : list of FactorDesign
+        Its group terms, one per grouping factor, terms prefixed
+        (``sd(sigma_Intercept|Subject)``).
+    formula : str
+        The parameter's formula as written.
+    """
+
+    name: str
+    link_name: str
+    X: np.ndarray
+    columns: list[str]
+    term_slices: dict[str, slice]
+    common_design: Any = field(repr=False)
+    offset: np.ndarray = field(repr=False)
+    factors: list[FactorDesign]
+    formula: str
+
+    @property
+    def prefix(self) -> str:
+        """brms's prefix of the parameter's terms (``"sigma_"``)."""
+        return f"{self.name}_"
 
 
 @dataclass
@@ -212,6 +262,8 @@ class Design:
         Label of the response (as written on the left of ``~``).
     row_labels : pandas.Index
         The user's index labels of the rows used (gaps where rows were dropped kept).
+    parameters : list of ParameterDesign
+        Family parameters with their own formula (a distributional model); empty otherwise.
     """
 
     spec: FormulaSpec
@@ -220,6 +272,7 @@ class Design:
     factors: list[FactorDesign]
     response_name: str
     row_labels: pd.Index | None = None
+    parameters: list[ParameterDesign] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.row_labels is None:
@@ -251,6 +304,18 @@ class Design:
         """Whether the family's likelihood needs the number of trials (binomial-like)."""
         return self.family_name in TRIALS_FAMILIES
 
+    @property
+    def distributional(self) -> bool:
+        """Whether a family parameter has its own formula (``sigma ~ Days``)."""
+        return bool(self.parameters)
+
+    def parameter(self, name: str) -> ParameterDesign:
+        """The design of the family parameter ``name``'s formula."""
+        for par in self.parameters:
+            if par.name == name:
+                return par
+        raise KeyError(name)
+
     def factor(self, label: str) -> FactorDesign:
         """The factor design with this label."""
         for fac in self.factors:
@@ -268,14 +333,14 @@ class Design:
     def required_columns(self, *, include_groups: bool = True, trials: bool = False) -> list[str]:
         """Columns new data need: predictors, grouping variables, trials (in that order)."""
         spec = self.spec
-        texts = [spec.common]
+        texts = list(spec.common_texts)
         if include_groups:
-            texts.extend(block.expr for block in spec.blocks)
+            texts.extend(block.expr for block in spec.all_blocks)
         names: dict[str, None] = {}
         for text in texts:
             names.update(dict.fromkeys(sorted(_formula_names(text))))
         if include_groups:
-            for fac in self.factors:
+            for fac in self._all_factors():
                 names.update(dict.fromkeys(fac.variables))
         if trials:
             for expr in trials_expressions(spec.response, error=PredictionError):
@@ -318,14 +383,23 @@ class Design:
             return self._observed_rows(include_groups, trials)
         return self._new_rows(data, include_groups, trials)
 
+    def _all_factors(self) -> list[FactorDesign]:
+        return [*self.factors, *(f for par in self.parameters for f in par.factors)]
+
     def _observed_rows(self, include_groups: bool, need_trials: bool) -> Rows:
-        groups = []
-        if include_groups:
-            for fac in self.factors:
-                none = np.full(self.n, -1, dtype=np.int64)
-                groups.append(FactorRows(fac, fac.index, fac.X, none, []))
+        def observed(factors: list[FactorDesign]) -> list[FactorRows]:
+            if not include_groups:
+                return []
+            none = np.full(self.n, -1, dtype=np.int64)
+            return [FactorRows(fac, fac.index, fac.X, none, []) for fac in factors]
+
         counts = np.asarray(self.common.response)[:, 1] if need_trials else None
-        return Rows(self.common.X, self.offset, groups, counts, self.row_labels)
+        parameters = {
+            par.name: Rows(par.X, par.offset, observed(par.factors), None, self.row_labels)
+            for par in self.parameters
+        }
+        return Rows(self.common.X, self.offset, observed(self.factors), counts,
+                    self.row_labels, parameters)
 
     def _new_rows(self, data: Any, include_groups: bool, need_trials: bool) -> Rows:
         if not isinstance(data, pd.DataFrame):
@@ -359,15 +433,17 @@ class Design:
         )
         common = self.common
         _check_categories(common.common_design, frame, "fixed-effect")
-        groups: list[FactorRows] = []
+        for par in self.parameters:
+            _check_categories(par.common_design, frame, f"{par.name} fixed-effect")
         if include_groups:
-            for fac in self.factors:
+            for fac in self._all_factors():
                 for _, matrix, _ in fac.exprs:
                     _check_categories(matrix, frame, f"group-level ({fac.label})")
-            for fac in self.factors:
-                index, keys = fac.locate(frame)
-                new_codes, new_levels = _new_level_codes(frame, fac, index, keys)
-                groups.append(FactorRows(fac, index, np.zeros((0, 0)), new_codes, new_levels))
+        groups = _locate_groups(self.factors, frame) if include_groups else []
+        par_groups = {
+            par.name: _locate_groups(par.factors, frame) if include_groups else []
+            for par in self.parameters
+        }
         counts = None
         if need_trials:
             counts = trials(
@@ -375,29 +451,55 @@ class Design:
             )
 
         # evaluate only after every check passed
-        if common.common_design is None:
-            X, offset = np.zeros((len(frame), 0)), np.zeros(len(frame))
-        else:
-            try:
-                evaluated = common.common_design.evaluate_new_data(frame)
-            except Exception as err:
-                raise PredictionError(
-                    f"Cannot evaluate the fixed part {self.spec.common!r} on the new data: "
-                    f"{type(err).__name__}: {err}"
-                ) from err
-            X, offset = _bambi.split_offset(evaluated, len(frame))
-        out = []
-        for rows in groups:
-            try:
-                block = rows.factor.design_for(frame)
-            except Exception as err:
-                raise PredictionError(
-                    f"Cannot evaluate the group terms of {rows.factor.label!r} on the new "
-                    f"data: {type(err).__name__}: {err}"
-                ) from err
-            out.append(FactorRows(rows.factor, rows.index, block, rows.new_codes,
-                                  rows.new_levels))
-        return Rows(X, offset, out, counts, data.index)
+        X, offset = _evaluate_common(common.common_design, frame, self.spec.common)
+        parameters = {}
+        for par in self.parameters:
+            par_X, par_offset = _evaluate_common(par.common_design, frame, par.formula)
+            parameters[par.name] = Rows(par_X, par_offset, _group_columns(par_groups[par.name],
+                                                                          frame),
+                                        None, data.index)
+        return Rows(X, offset, _group_columns(groups, frame), counts, data.index, parameters)
+
+
+def _evaluate_common(matrix: Any, frame: pd.DataFrame, what: str) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+    """A common part's columns and offset on new rows."""
+    if matrix is None:
+        return np.zeros((len(frame), 0)), np.zeros(len(frame))
+    try:
+        evaluated = matrix.evaluate_new_data(frame)
+    except Exception as err:
+        raise PredictionError(
+            f"Cannot evaluate the fixed part {what!r} on the new data: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    return _bambi.split_offset(evaluated, len(frame))
+
+
+def _locate_groups(factors: list[FactorDesign], frame: pd.DataFrame) -> list[FactorRows]:
+    """Each factor's level of every new row (block columns not yet evaluated)."""
+    out = []
+    for fac in factors:
+        index, keys = fac.locate(frame)
+        new_codes, new_levels = _new_level_codes(frame, fac, index, keys)
+        out.append(FactorRows(fac, index, np.zeros((0, 0)), new_codes, new_levels))
+    return out
+
+
+def _group_columns(groups: list[FactorRows], frame: pd.DataFrame) -> list[FactorRows]:
+    """The located groups with their block columns evaluated on the new rows."""
+    out = []
+    for rows in groups:
+        try:
+            block = rows.factor.design_for(frame)
+        except Exception as err:
+            raise PredictionError(
+                f"Cannot evaluate the group terms of {rows.factor.label!r} on the new "
+                f"data: {type(err).__name__}: {err}"
+            ) from err
+        out.append(FactorRows(rows.factor, rows.index, block, rows.new_codes,
+                              rows.new_levels))
+    return out
 
 
 def _new_level_codes(
@@ -456,7 +558,7 @@ def _formula_names(text: str) -> set[str]:
 def used_columns(spec: FormulaSpec, columns: pd.Index) -> list[str]:
     """Data columns the formula uses, in data order; unknown names raise ``DataError``."""
     names: set[str] = set()
-    texts = [spec.common] + [b.expr for b in spec.blocks]
+    texts = [*spec.common_texts, *(b.expr for b in spec.all_blocks)]
     if isinstance(spec.response, CbindResponse):
         names |= _cbind_names(spec.response.successes, columns) | _cbind_names(
             spec.response.failures, columns
@@ -465,7 +567,7 @@ def used_columns(spec: FormulaSpec, columns: pd.Index) -> list[str]:
         texts.append(spec.response)
     for text in texts:
         names |= _formula_names(text)
-    for block in spec.blocks:
+    for block in spec.all_blocks:
         names |= set(block.factor)
     missing = sorted(n for n in names if n not in columns)
     if missing:
@@ -513,7 +615,7 @@ def _cbind_names(expr: str, columns: pd.Index) -> set[str]:
 
 def _group_only(spec: FormulaSpec, columns: list[str]) -> set[str]:
     """Columns used only as grouping variables (they never reach formulae)."""
-    texts = [spec.common, *(b.expr for b in spec.blocks)]
+    texts = [*spec.common_texts, *(b.expr for b in spec.all_blocks)]
     if not isinstance(spec.response, CbindResponse):
         texts.append(spec.response)
     in_formulae: set[str] = set()
@@ -677,6 +779,7 @@ def build_design(
         ``na.omit``); when False, missing values raise ``DataError``.
     """
     family = validate.check_family(family, link, spec)
+    _check_parameter_names(spec, family)
     columns = used_columns(spec, data.columns)
     validate.check_column_types(
         data.loc[:, columns], group_only=_group_only(spec, columns), error=DataError
@@ -721,8 +824,9 @@ def build_design(
         formula = f"p({_SUCC}, {_TRIALS}) ~ {spec.common}"
     else:
         formula = spec.common_formula
-    common = _bambi.common_part(formula, bambi_data, family=family or "gaussian", link=link)
-    factors = _factor_designs(spec, frame)
+    common = _bambi.common_part(formula, bambi_data, family=family or "gaussian", link=link,
+                                parameters={p.name: p.common for p in spec.parameters})
+    factors = _factor_designs(spec.blocks, frame)
     design = Design(
         spec=spec,
         data=frame,
@@ -730,9 +834,72 @@ def build_design(
         factors=factors,
         response_name=_strip_backticks(spec.response_text),
         row_labels=row_labels,
+        parameters=[_parameter_design(p, common, frame) for p in spec.parameters],
     )
+    _check_parameter_terms(design)
     validate.check_group_structure(design)
     return design
+
+
+def _check_parameter_names(spec: FormulaSpec, family: str) -> None:
+    """Each parameter formula names a parameter of the family other than its mean."""
+    if not spec.parameters:
+        return
+    name = family or ("binomial" if isinstance(spec.response, CbindResponse) else "gaussian")
+    params = _bambi.family_parameters(name)
+    parent = _bambi.family_links(name)[0]
+    others = [p for p in params if p != parent]
+    for par in spec.parameters:
+        if par.name == parent:
+            raise FormulaError(
+                f"The formula {par.formula!r} models {parent!r}, which the main formula "
+                f"{spec.formula!r} already models; give formulas only to the other "
+                f"parameters of family {name!r}: {', '.join(map(repr, others)) or 'none'}."
+            )
+        if par.name not in others:
+            close = difflib.get_close_matches(par.name, others, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise FormulaError(
+                f"The formula {par.formula!r} names {par.name!r}{hint}, which is not a "
+                f"parameter of family {name!r}; its parameters besides {parent!r}: "
+                f"{', '.join(map(repr, others)) or 'none'}."
+            )
+
+
+def _parameter_design(
+    spec: Any, common: _bambi.BambiCommon, frame: pd.DataFrame
+) -> ParameterDesign:
+    part = common.parameters[spec.name]
+    prefix = f"{spec.name}_"
+    factors = _factor_designs(spec.blocks, frame, prefix=prefix)
+    if part.X.shape[1] == 0 and not factors:
+        raise FormulaError(
+            f"The formula {spec.formula!r} has no terms; write '{spec.name} ~ 1' for a "
+            f"constant {spec.name!r}, or leave the formula out."
+        )
+    return ParameterDesign(
+        name=spec.name,
+        link_name=part.link_name,
+        X=part.X,
+        columns=[prefix + c for c in part.columns],
+        term_slices={prefix + t: sl for t, sl in part.term_slices.items()},
+        common_design=part.common_design,
+        offset=part.offset,
+        factors=factors,
+        formula=spec.formula,
+    )
+
+
+def _check_parameter_terms(design: Design) -> None:
+    """A main term must not be called as a parameter's term (``sigma_Days``) is."""
+    main = set(design.common.term_slices)
+    for par in design.parameters:
+        clash = sorted(main & set(par.term_slices))
+        if clash:
+            raise FormulaError(
+                f"The main formula has the term(s) {', '.join(map(repr, clash))}, the names "
+                f"brms gives to terms of {par.formula!r}; rename the column(s)."
+            )
 
 
 def _strip_backticks(text: str) -> str:
@@ -747,11 +914,14 @@ def _cbind_count(frame: pd.DataFrame, expr: str) -> np.ndarray:
         raise DataError(f"cbind argument {expr!r}: {err}") from err
 
 
-def _factor_designs(spec: FormulaSpec, frame: pd.DataFrame) -> list[FactorDesign]:
+def _factor_designs(
+    blocks: tuple[GroupBlock, ...], frame: pd.DataFrame, *, prefix: str = ""
+) -> list[FactorDesign]:
+    """One design per grouping factor; ``prefix`` names a parameter's terms (``sigma_``)."""
     import formulae
 
     out: dict[str, FactorDesign] = {}
-    for block in spec.blocks:
+    for block in blocks:
         label = block.factor_label
         try:
             dm = formulae.design_matrices(block.expr, frame, na_action="error")
@@ -766,6 +936,7 @@ def _factor_designs(spec: FormulaSpec, frame: pd.DataFrame) -> list[FactorDesign
         names: list[str] = []
         for term_name, term in matrix.terms.items():
             names.extend(term.labels if hasattr(term, "labels") else [term_name])
+        names = [prefix + name for name in names]
         if label not in out:
             index, levels, keys = factor_levels(frame, block.factor)
             if len(levels) < 2:

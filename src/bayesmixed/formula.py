@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 
 from bayesmixed.errors import FormulaError
 
-__all__ = ["CbindResponse", "FormulaSpec", "GroupBlock", "parse_formula"]
+__all__ = [
+    "CbindResponse",
+    "Formula",
+    "FormulaSpec",
+    "GroupBlock",
+    "ParameterSpec",
+    "parse_formula",
+]
 
 # a column name: Python-like identifiers in any script (``sujeto_ñ``), dots allowed, or any
 # text in backticks
@@ -74,6 +81,74 @@ class CbindResponse:
 
 
 @dataclass(frozen=True)
+class ParameterSpec:
+    """The formula of one family parameter of a distributional model (``sigma ~ Days``).
+
+    Attributes
+    ----------
+    name : str
+        The family parameter (Bambi's name: ``"sigma"``, ``"alpha"``, ``"nu"``...).
+    formula : str
+        The text as the user wrote it.
+    common : str
+        Right-hand side of its common part in formulae syntax (``"1"`` for an intercept).
+    blocks : tuple of GroupBlock
+        Its group-level blocks, nesting expanded.
+    """
+
+    name: str
+    formula: str
+    common: str
+    blocks: tuple[GroupBlock, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, init=False)
+class Formula:
+    """A model formula with formulas for family parameters (a distributional model).
+
+    As brms's ``bf(y ~ ..., sigma ~ ...)`` and Bambi's ``bmb.Formula(...)``: the first
+    formula models the family's mean, each further one a family parameter (``sigma`` of a
+    Gaussian, ``alpha`` of a negative binomial, ...) on that parameter's link scale (log
+    for positive parameters), with common and group terms.
+
+    Parameters
+    ----------
+    main : str
+        The lme4 formula of the response (``"Reaction ~ Days + (Days | Subject)"``).
+    *parameters : str
+        One formula per family parameter, its name on the left (``"sigma ~ Days"``,
+        ``"sigma ~ Days + (1 | Subject)"``).
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> f = bm.Formula("Reaction ~ Days + (Days | Subject)", "sigma ~ Days")
+    >>> f.parameters
+    ('sigma ~ Days',)
+    >>> model = bm.Model(f, bm.datasets.sleepstudy())
+    """
+
+    main: str
+    parameters: tuple[str, ...]
+
+    def __init__(self, main: str, *parameters: str) -> None:
+        for text in (main, *parameters):
+            if not isinstance(text, str):
+                raise FormulaError(
+                    "Formula takes formula strings, e.g. Formula('y ~ x + (1 | g)', "
+                    f"'sigma ~ x'), got {type(text).__name__}."
+                )
+        object.__setattr__(self, "main", main)
+        object.__setattr__(self, "parameters", tuple(parameters))
+
+    def __str__(self) -> str:
+        return "; ".join((self.main, *self.parameters))
+
+    def __repr__(self) -> str:
+        return f"Formula({', '.join(map(repr, (self.main, *self.parameters)))})"
+
+
+@dataclass(frozen=True)
 class FormulaSpec:
     """A parsed lme4 formula.
 
@@ -89,12 +164,25 @@ class FormulaSpec:
         an intercept remains.
     blocks : tuple of GroupBlock
         Group-level blocks in the order written, nesting expanded.
+    parameters : tuple of ParameterSpec
+        Formulas of family parameters (a distributional model); empty otherwise.
     """
 
     formula: str
     response: str | CbindResponse
     common: str
     blocks: tuple[GroupBlock, ...] = field(default_factory=tuple)
+    parameters: tuple[ParameterSpec, ...] = field(default_factory=tuple)
+
+    @property
+    def all_blocks(self) -> tuple[GroupBlock, ...]:
+        """Group blocks of the main formula and of every parameter formula."""
+        return self.blocks + tuple(b for p in self.parameters for b in p.blocks)
+
+    @property
+    def common_texts(self) -> tuple[str, ...]:
+        """Right-hand sides of the common parts: the main one, then each parameter's."""
+        return (self.common, *(p.common for p in self.parameters))
 
     @property
     def response_text(self) -> str:
@@ -118,21 +206,22 @@ class FormulaSpec:
     def variables(self) -> tuple[str, ...]:
         """Names of grouping variables used by the blocks (for validation)."""
         seen: dict[str, None] = {}
-        for block in self.blocks:
+        for block in self.all_blocks:
             for name in block.factor:
                 seen.setdefault(name, None)
         return tuple(seen)
 
 
-def parse_formula(formula: str) -> FormulaSpec:
+def parse_formula(formula: str | Formula) -> FormulaSpec:
     """Parse an lme4 model formula.
 
     Parameters
     ----------
-    formula : str
+    formula : str or Formula
         For example ``"Reaction ~ Days + (Days | Subject)"``,
         ``"cbind(incidence, size - incidence) ~ period + (1 | herd)"`` or
-        ``"y ~ x + (1 | a/b) + (0 + x || c)"``.
+        ``"y ~ x + (1 | a/b) + (0 + x || c)"``; a :class:`Formula` adds formulas of family
+        parameters (``Formula("y ~ x + (1 | g)", "sigma ~ x")``).
 
     Returns
     -------
@@ -142,8 +231,18 @@ def parse_formula(formula: str) -> FormulaSpec:
     ------
     FormulaError
         If the text is not a string, its parentheses do not balance, it has no ``~``, a bar
-        has no grouping factor or no terms, or a group term is subtracted.
+        has no grouping factor or no terms, or a group term is subtracted; a parameter
+        formula has no plain name on its left or names a parameter twice.
     """
+    if isinstance(formula, Formula):
+        main = parse_formula(formula.main)
+        return FormulaSpec(
+            formula=main.formula,
+            response=main.response,
+            common=main.common,
+            blocks=main.blocks,
+            parameters=_parse_parameters(formula.parameters),
+        )
     if not isinstance(formula, str):
         raise FormulaError(
             f"The formula must be a string such as 'y ~ x + (x | g)', got {type(formula).__name__}."
@@ -188,6 +287,25 @@ def parse_formula(formula: str) -> FormulaSpec:
             common_terms.append(term if sign == "+" else f"-{term}")
     common = _join_terms(common_terms)
     return FormulaSpec(formula=formula, response=response, common=common, blocks=tuple(blocks))
+
+
+def _parse_parameters(texts: tuple[str, ...]) -> tuple[ParameterSpec, ...]:
+    out: list[ParameterSpec] = []
+    for text in texts:
+        part = parse_formula(text)
+        name = part.response_text.strip()
+        if not re.fullmatch(r"[A-Za-z_]\w*", name):
+            raise FormulaError(
+                f"The parameter formula {text!r} must name a family parameter on the left of "
+                "'~', e.g. 'sigma ~ x'."
+            )
+        if any(p.name == name for p in out):
+            raise FormulaError(
+                f"The family parameter {name!r} has more than one formula; give it one."
+            )
+        out.append(ParameterSpec(name=name, formula=text, common=part.common,
+                                 blocks=part.blocks))
+    return tuple(out)
 
 
 # -- helpers ---------------------------------------------------------------------------------

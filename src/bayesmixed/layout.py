@@ -16,15 +16,24 @@ name                      what                                    dims
 ``z_<g>``                 standard-normal offsets                 (full NUTS only, not kept)
 ``r_<g>``                 group effects (deviations)              ``(<g>, <g>__term)``
 ``sigma``, ``alpha``...   family parameters (Bambi's names)       scalar
+``sigma_Intercept``...    common effects of a parameter formula   as common effects
+``sd_<g>__sigma``...      group variables of a parameter formula  as ``sd_<g>``... (the
+(``cor_``, ``r_``...)     (``sigma ~ x + (1 | g)``)               levels dim shared with
+                                                                  the main formula's ``g``)
 response name             the observed data                       ``(__obs__,)``
 ========================  ======================================  ===========================
+
+A family parameter with its own formula (``bm.Formula("y ~ x", "sigma ~ x")``) has no
+scalar variable; its terms are named as brms names them: summary rows ``sigma_Intercept``,
+``sigma_Days``, ``sd(sigma_Intercept|Subject)``, ``cor(sigma_Intercept,sigma_Days|Subject)``.
 
 Clashes are resolved in one pass, in this order of precedence, so that the names users know
 (``Days``, ``sigma``, ``r_Subject``) stay as they are whenever nothing clashes:
 
 1. ArviZ's and xarray's dimension names ``chain``, ``draw``, ``sample`` and the observation
    dimension ``__obs__`` are never used for anything else;
-2. the family's auxiliary parameters keep Bambi's names (``sigma``, ``nu``, ``alpha``...);
+2. the family's auxiliary parameters keep Bambi's names (``sigma``, ``nu``, ``alpha``...),
+   then the common effects of parameter formulas (``sigma_Days``);
 3. the group variables ``sd_<g>``, ``cor_<g>``, ``r_<g>`` (and ``z_<g>``, ``L_<g>``);
 4. the response keeps its name, or becomes ``y_<name>`` when that is taken;
 5. a common effect keeps its term name, or takes brms's prefix, ``b_<term>`` (a predictor
@@ -65,6 +74,7 @@ __all__ = [
     "CommonNames",
     "FactorNames",
     "Layout",
+    "ParameterNames",
     "draws_name",
 ]
 
@@ -153,6 +163,40 @@ class FactorNames:
         return f"cor({a},{b}|{self.label})"
 
 
+@dataclass(frozen=True)
+class ParameterNames:
+    """Names of one family parameter's formula (a distributional model).
+
+    Attributes
+    ----------
+    name : str
+        The family parameter (``"sigma"``).
+    common : tuple of CommonNames
+        Its common terms; ``term`` is the prefixed term (``"sigma_Days"``, the prior key),
+        ``labels`` the summary rows.
+    factors : tuple of FactorNames
+        Its grouping factors (``sd_Subject__sigma``, ``r_Subject__sigma``...).
+    eta_keys : tuple of str
+        Key of each factor's LKJ shape among the priors (``"sigma|Subject"``).
+    """
+
+    name: str
+    common: tuple[CommonNames, ...]
+    factors: tuple[FactorNames, ...]
+    eta_keys: tuple[str, ...]
+
+    @property
+    def column_labels(self) -> dict[str, str]:
+        """Design column (prefixed) -> summary row label."""
+        return {c: lab for n in self.common for c, lab in zip(n.columns, n.labels,
+                                                               strict=True)}
+
+
+def eta_key(parameter: str, label: str) -> str:
+    """Key of the LKJ shape of a parameter formula's block on ``label`` (``sigma|Subject``)."""
+    return f"{parameter}|{label}"
+
+
 class _Namespace:
     """Names handed out so far; every claim returns a name nobody else has."""
 
@@ -192,6 +236,8 @@ class Layout:
         Dimension of the observations.
     n_obs : int
         Number of observations.
+    parameters : tuple of ParameterNames
+        One entry per family parameter with its own formula, in the design's order.
     """
 
     common: tuple[CommonNames, ...]
@@ -202,6 +248,8 @@ class Layout:
     n_obs: int
     _levels: dict[str, list[str]] = field(repr=False)
     _terms: dict[str, list[str]] = field(repr=False)
+    parameters: tuple[ParameterNames, ...] = ()
+    _par_terms: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_design(cls, design: Design) -> Layout:
@@ -209,6 +257,12 @@ class Layout:
         space = _Namespace(RESERVED_DIMS)
         common = design.common
         family = {name: space.claim(name) for name in common.family_priors}
+        pars = getattr(design, "parameters", [])
+        par_common = [
+            [(term, space.claim(term, _COEF_PREFIX + term), sl)
+             for term, sl in par.term_slices.items()]
+            for par in pars
+        ]
         factors: list[dict[str, Any]] = []
         for fac in design.factors:
             g = fac.label
@@ -255,6 +309,48 @@ class Layout:
                     sd_labels=tuple(f"sd({t}|{g})" for t in fac.terms),
                 )
             )
+        level_dims = {f.label: f.level_dim for f in named}
+        parameters: list[ParameterNames] = []
+        par_terms: dict[str, list[str]] = {}
+        extra_levels: dict[str, list[str]] = {}
+        for par, claimed in zip(pars, par_common, strict=True):
+            p_terms = []
+            for term, var, sl in claimed:
+                columns = tuple(par.columns[sl])
+                prefix = "" if var == _safe(term) else _COEF_PREFIX
+                labels = tuple(row_space.claim(_safe(prefix + c), _COEF_PREFIX + c)
+                               for c in columns)
+                dim = space.claim(f"{term}_dim") if len(columns) > 1 else None
+                p_terms.append(CommonNames(term, var, dim, columns, labels))
+            p_factors = []
+            for fac in par.factors:
+                g, suffix = fac.label, f"__{par.name}"
+                n_chol = len(fac.correlated_blocks)
+                if g not in level_dims:
+                    level_dims[g] = space.claim(g, f"{g}__level")
+                    extra_levels[g] = list(fac.levels)
+                names = FactorNames(
+                    label=g,
+                    sd=space.claim(f"sd_{g}{suffix}"),
+                    cor=space.claim(f"cor_{g}{suffix}"),
+                    r=space.claim(f"r_{g}{suffix}"),
+                    z=space.claim(f"z_{g}{suffix}"),
+                    chol=tuple(
+                        space.claim(f"L_{g}{suffix}" + (f"_{i + 1}" if n_chol > 1 else ""))
+                        for i in range(n_chol)
+                    ),
+                    sd_pieces=tuple(space.claim(f"sd({t}|{g})") for t in fac.terms),
+                    level_dim=level_dims[g],
+                    term_dim=space.claim(f"{g}{suffix}__term"),
+                    term2_dim=space.claim(f"{g}{suffix}__term2"),
+                    sd_labels=tuple(f"sd({t}|{g})" for t in fac.terms),
+                )
+                p_factors.append(names)
+                par_terms[names.term_dim] = list(fac.terms)
+            parameters.append(ParameterNames(
+                name=par.name, common=tuple(p_terms), factors=tuple(p_factors),
+                eta_keys=tuple(eta_key(par.name, f.label) for f in par.factors),
+            ))
         return cls(
             common=tuple(terms),
             factors=tuple(named),
@@ -262,8 +358,10 @@ class Layout:
             response=response,
             obs_dim=OBS_DIM,
             n_obs=design.n,
-            _levels={f.label: list(f.levels) for f in design.factors},
+            _levels={**extra_levels, **{f.label: list(f.levels) for f in design.factors}},
             _terms={f.label: list(f.terms) for f in design.factors},
+            parameters=tuple(parameters),
+            _par_terms=par_terms,
         )
 
     # -- lookups -----------------------------------------------------------------------------
@@ -282,6 +380,13 @@ class Layout:
                 return names
         raise KeyError(label)
 
+    def parameter(self, name: str) -> ParameterNames:
+        """Names of the family parameter ``name``'s formula (``"sigma"``)."""
+        for names in self.parameters:
+            if names.name == name:
+                return names
+        raise KeyError(name)
+
     @property
     def column_labels(self) -> dict[str, str]:
         """Design column of every common effect -> its summary row label."""
@@ -298,6 +403,13 @@ class Layout:
                 names.append(fac.cor)
             names.append(fac.r)
         names.extend(self.family.values())
+        for par in self.parameters:
+            names.extend(n.var for n in par.common)
+            for fac in par.factors:
+                names.append(fac.sd)
+                if fac.chol:
+                    names.append(fac.cor)
+                names.append(fac.r)
         return names
 
     def _correlated(self) -> list[int]:
@@ -315,6 +427,14 @@ class Layout:
             out[fac.r] = [fac.level_dim, fac.term_dim]
         for var in self.family.values():
             out[var] = []
+        for par in self.parameters:
+            for names in par.common:
+                out[names.var] = [names.dim] if names.dim else []
+            for fac in par.factors:
+                out[fac.sd] = [fac.term_dim]
+                if fac.chol:
+                    out[fac.cor] = [fac.term_dim, fac.term2_dim]
+                out[fac.r] = [fac.level_dim, fac.term_dim]
         out[self.response] = [self.obs_dim]
         return out
 
@@ -328,4 +448,13 @@ class Layout:
             coords[fac.level_dim] = list(self._levels[fac.label])
             coords[fac.term_dim] = list(self._terms[fac.label])
             coords[fac.term2_dim] = list(self._terms[fac.label])
+        for par in self.parameters:
+            for names in par.common:
+                if names.dim:
+                    coords[names.dim] = list(names.columns)
+            for fac in par.factors:
+                if fac.level_dim not in coords:
+                    coords[fac.level_dim] = list(self._levels[fac.label])
+                coords[fac.term_dim] = list(self._par_terms[fac.term_dim])
+                coords[fac.term2_dim] = list(self._par_terms[fac.term_dim])
         return coords

@@ -109,6 +109,7 @@ def _rebuild(meta: Mapping[str, Any], data: pd.DataFrame, tree: Any) -> Fit:
         sd={k: Prior.from_dict(v) for k, v in pri["sd"].items()},
         eta={k: float(v) for k, v in pri["eta"].items()},
         family={k: Prior.from_dict(v) for k, v in pri["family"].items()},
+        parameter_sd=dict(pri.get("parameter_sd", {})),
     )
     known = {f.name for f in dataclasses.fields(SamplerSettings)}
     settings = SamplerSettings(**{k: v for k, v in meta["settings"].items() if k in known})

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from bayesmixed.errors import DataError
-from bayesmixed.formula import FormulaSpec, parse_formula
+from bayesmixed.formula import Formula, FormulaSpec, parse_formula
 from bayesmixed.priors import PriorSet
 
 __all__ = ["Model"]
@@ -24,11 +24,15 @@ class Model:
 
     Parameters
     ----------
-    formula : str
+    formula : str or Formula
         lme4 syntax: ``"Reaction ~ Days + (Days | Subject)"``. Group terms: ``(x | g)``
         correlated (LKJ prior), ``(x || g)`` independent, ``(1 | a/b)`` nested,
         ``(1 | a:b)``, crossed ``(1 | a) + (1 | b)``; responses ``cbind(successes,
         failures)`` (binomial) or anything formulae reads (``np.log(y)``, ``p(k, n)``).
+        A :class:`~bayesmixed.Formula` gives family parameters their own formulas
+        (distributional regression, brms's ``bf(y ~ ..., sigma ~ ...)``):
+        ``bm.Formula("Reaction ~ Days + (Days | Subject)", "sigma ~ Days")``; see
+        ``docs/distributional.md``.
     data : pandas.DataFrame
         One row per observation. Never modified.
     family : str, optional
@@ -41,7 +45,9 @@ class Model:
     priors : dict, optional
         Overrides keyed like the summary rows: ``{"Days": Prior("Normal", mu=0, sigma=10),
         "sd(Days|Subject)": Prior("HalfNormal", sigma=20), "sd(Subject)": ...,
-        "cor(Subject)": 2, "sigma": Prior("HalfStudentT", nu=4, sigma=30)}``.
+        "cor(Subject)": 2, "sigma": Prior("HalfStudentT", nu=4, sigma=30)}``; terms of a
+        parameter formula as ``"sigma_Days"``, ``"sd(sigma_Intercept|Subject)"``,
+        ``"cor(sigma|Subject)"``.
     dropna : bool, default True
         Drop rows with missing values in the used columns (with a warning), as lme4 does;
         if False, missing values raise :class:`~bayesmixed.errors.DataError`.
@@ -56,7 +62,7 @@ class Model:
 
     def __init__(
         self,
-        formula: str,
+        formula: str | Formula,
         data: pd.DataFrame,
         *,
         family: str | None = None,
@@ -65,6 +71,7 @@ class Model:
         dropna: bool = True,
     ) -> None:
         self.spec: FormulaSpec = parse_formula(formula)
+        self._formula = formula
         self.data = _check_data(data)
         if family is not None and not isinstance(family, str):
             from bayesmixed.errors import FamilyError
@@ -86,9 +93,9 @@ class Model:
         self.dropna = bool(dropna)
 
     @property
-    def formula(self) -> str:
-        """The formula as written."""
-        return self.spec.formula
+    def formula(self) -> str | Formula:
+        """The formula as written (a :class:`~bayesmixed.Formula` for a distributional model)."""
+        return self._formula
 
     @cached_property
     def design(self):
@@ -247,6 +254,12 @@ class Model:
             lines.append(
                 f"Group factor {fac.label}: {len(fac.levels)} levels, terms "
                 f"{', '.join(fac.terms)}"
+            )
+        for par in self.design.parameters:
+            lines.append(f"Parameter {par.name} (link: {par.link_name}): {par.formula}")
+            lines.extend(
+                f"  group factor {fac.label}: {len(fac.levels)} levels, terms "
+                f"{', '.join(fac.terms)}" for fac in par.factors
             )
         lines.append("Priors:")
         lines.extend("  " + line for line in self.priors.describe().splitlines())

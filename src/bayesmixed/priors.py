@@ -7,11 +7,18 @@ Defaults (see ``docs/priors.md``):
 * group SDs: ``HalfNormal`` with Bambi's scale for the matching common term (the
   intercept's scale for a group intercept, ``2.5 * sd(y) / sd(x)`` for a slope on ``x``);
 * correlations: ``LKJ(eta=1)``, uniform over correlation matrices, one per correlated block;
-* family parameters (``sigma``, ``alpha``, ``nu``, ...): Bambi's defaults.
+* family parameters (``sigma``, ``alpha``, ``nu``, ...): Bambi's defaults;
+* terms of a family parameter's own formula (``sigma ~ Days``), on its link scale (log):
+  ``StudentT(nu=3, mu=0, sigma=2.5)`` for the intercept (brms's default), ``Normal(0, 2.5 /
+  sd(x))`` for a slope on ``x``, ``HalfNormal(2.5)`` for a group intercept's SD and
+  ``HalfNormal(2.5 / sd(x))`` for a group slope's (the scales used on the logit scale).
 
 Users override any of them through ``Model(..., priors={...})`` with keys named as in the
 summary: ``"Days"``, ``"sd(Days|Subject)"``, ``"sd(Subject)"`` (every SD of a factor),
-``"cor(Subject)"`` (``Prior("LKJ", eta=2)`` or just the number ``2``), ``"sigma"``.
+``"cor(Subject)"`` (``Prior("LKJ", eta=2)`` or just the number ``2``), ``"sigma"``; for a
+parameter formula ``"sigma_Intercept"``, ``"sigma_Days"``, ``"sd(sigma_Intercept|Subject)"``,
+``"sd(sigma|Subject)"`` (every SD of sigma's terms on Subject) and ``"cor(sigma|Subject)"``.
+``"sd(Subject)"`` sets the SDs of the main formula's terms only.
 """
 
 from __future__ import annotations
@@ -140,16 +147,21 @@ class PriorSet:
         LKJ shape per grouping factor, keyed by the factor label.
     family : dict of str to Prior
         Family (auxiliary) parameters, keyed by Bambi's name (``"sigma"``).
+    parameter_sd : dict of str to str
+        SD keys of parameter formulas' group terms -> their parameter (``"sigma"``), so
+        that ``"sd(Subject)"`` leaves them alone and ``"sd(sigma|Subject)"`` finds them.
     """
 
     common: dict[str, Prior]
     sd: dict[str, Prior]
     eta: dict[str, float]
     family: dict[str, Prior]
+    parameter_sd: dict[str, str] = field(default_factory=dict)
 
     def apply(self, overrides: Mapping[str, Any] | None) -> PriorSet:
         """Return a copy with the user's overrides applied (validated)."""
-        out = PriorSet(dict(self.common), dict(self.sd), dict(self.eta), dict(self.family))
+        out = PriorSet(dict(self.common), dict(self.sd), dict(self.eta), dict(self.family),
+                       dict(self.parameter_sd))
         for key, value in (overrides or {}).items():
             if not isinstance(key, str):
                 raise PriorError(f"Prior keys must be strings such as 'Days', got {key!r}.")
@@ -166,11 +178,15 @@ class PriorSet:
             prior = _as_prior(value, key)
             if label.startswith("sd(") and label.endswith(")"):
                 inner = label[3:-1]
-                targets = (
-                    [label]
-                    if "|" in inner
-                    else [k for k in out.sd if k.endswith(f"|{inner})")]
-                )
+                if "|" not in inner:
+                    targets = [k for k in out.sd
+                               if k.endswith(f"|{inner})") and k not in out.parameter_sd]
+                elif label in out.sd:
+                    targets = [label]
+                else:  # sd(sigma|Subject): every SD of sigma's terms on Subject
+                    par, _, factor = inner.partition("|")
+                    targets = [k for k, p in out.parameter_sd.items()
+                               if p == par and k.endswith(f"|{factor})")] or [label]
                 if not targets or any(t not in out.sd for t in targets):
                     raise PriorError(
                         f"There is no group SD {key!r} in this model; group SDs: "
@@ -214,6 +230,7 @@ class PriorSet:
             "sd": {k: v.to_dict() for k, v in self.sd.items()},
             "eta": dict(self.eta),
             "family": {k: v.to_dict() for k, v in self.family.items()},
+            "parameter_sd": dict(self.parameter_sd),
         }
 
 
@@ -264,7 +281,40 @@ def default_priors(design: Any) -> PriorSet:
     term_priors = dict(common.term_priors)
     if common.logit_like:
         term_priors = _logit_common_priors(common)
-    return PriorSet(common=term_priors, sd=sd, eta=eta, family=dict(common.family_priors))
+    parameter_sd: dict[str, str] = {}
+    for par in getattr(design, "parameters", []):
+        term_priors.update(_parameter_common_priors(par))
+        for fac in par.factors:
+            for k, term in enumerate(fac.terms):
+                sd_x = float(np.std(fac.X[:, k]))
+                scale = 2.5 if np.all(fac.X[:, k] == 1) or sd_x == 0 else 2.5 / sd_x
+                key = f"sd({term}|{fac.label})"
+                sd[key] = Prior("HalfNormal", sigma=float(scale))
+                parameter_sd[key] = par.name
+            if fac.correlated_blocks:
+                eta[f"{par.name}|{fac.label}"] = 1.0
+    return PriorSet(common=term_priors, sd=sd, eta=eta, family=dict(common.family_priors),
+                    parameter_sd=parameter_sd)
+
+
+def _parameter_common_priors(par: Any) -> dict[str, Prior]:
+    """Priors of a parameter formula's common terms, on the parameter's link scale.
+
+    The intercept gets brms's ``StudentT(3, 0, 2.5)``; a slope on ``x`` ``Normal(0, 2.5 /
+    sd(x))``, weakly informative whatever the scale of ``x`` (Bambi's ``Normal(0, 1)`` is
+    not scaled, and centred at 0 it pulls a log-sigma of 3 towards 0).
+    """
+    out: dict[str, Prior] = {}
+    for term, sl in par.term_slices.items():
+        cols = par.X[:, sl]
+        if np.all(cols == 1):
+            out[term] = Prior("StudentT", nu=3.0, mu=0.0, sigma=2.5)
+            continue
+        sds = np.std(cols, axis=0)
+        sigma = np.where(sds > 0, 2.5 / np.where(sds > 0, sds, 1.0), 2.5)
+        out[term] = Prior("Normal", mu=0.0 if sigma.size == 1 else np.zeros(sigma.size),
+                          sigma=float(sigma[0]) if sigma.size == 1 else sigma)
+    return out
 
 
 def _logit_common_priors(common: Any) -> dict[str, Prior]:

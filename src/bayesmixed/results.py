@@ -406,9 +406,10 @@ class Fit:
     def __repr__(self) -> str:
         design = self.design
         s = self.settings
+        links = "".join(f"; {p.name} = {p.link_name}" for p in design.parameters)
         header = (
             f" Family: {design.family_name}\n  Links: {design.common.parent} = "
-            f"{design.common.link_name}\nFormula: {self.model.formula}\n   Data: "
+            f"{design.common.link_name}{links}\nFormula: {self.model.formula}\n   Data: "
             f"{design.n} observations\n  Draws: {s.chains} chains, each with "
             f"{s.tune} tuning and {s.draws} kept draws ({_engine_words(s)})"
         )

@@ -43,15 +43,18 @@ def hyper_draws(posterior: xr.Dataset, design: Design) -> dict[str, np.ndarray]:
     """
     out: dict[str, np.ndarray] = {}
     layout = design.layout
-    for names in layout.common:
+    pars = list(zip(design.parameters, layout.parameters, strict=True))
+    common = [*layout.common, *(n for _, p in pars for n in p.common)]
+    for names in common:
         values = posterior[names.var].values
         if values.ndim == 2:
             out[names.labels[0]] = values
         else:
             for j, label in enumerate(names.labels):
                 out[label] = values[..., j]
-    for fac in design.factors:
-        names = layout.factor(fac.label)
+    factors = [(fac, layout.factor(fac.label)) for fac in design.factors]
+    factors += [pair for par, p in pars for pair in zip(par.factors, p.factors, strict=True)]
+    for fac, names in factors:
         sd = posterior[names.sd].values
         for k, label in enumerate(names.sd_labels):
             out[label] = sd[..., k]
@@ -190,11 +193,13 @@ def format_summary(table: pd.DataFrame, design: Design, header: str) -> str:
     family_rows = [i for i in fmt.index if i in design.layout.family]
     fixed_rows = [i for i in fmt.index if i not in group_rows and i not in family_rows]
     parts = [header]
+    levels = {f.label: len(f.levels) for f in design.factors}
+    for par in design.parameters:
+        levels.update({f.label: len(f.levels) for f in par.factors if f.label not in levels})
     with pd.option_context("display.float_format", "{:.2f}".format, "display.width", 120):
-        for factor in [f.label for f in design.factors]:
+        for factor, count in levels.items():
             rows = [i for i in group_rows if i.endswith(f"|{factor})")]
-            parts.append(f"\nGroup-Level Effects: ~{factor} (Number of levels: "
-                         f"{len(design.factor(factor).levels)})")
+            parts.append(f"\nGroup-Level Effects: ~{factor} (Number of levels: {count})")
             parts.append(fmt.loc[rows].to_string())
         if fixed_rows:
             parts.append("\nPopulation-Level Effects:")

@@ -588,6 +588,8 @@ def check_priors(priors: PriorSet, design: Design) -> PriorSet:
         parameter.
     """
     widths = {t: sl.stop - sl.start for t, sl in design.common.term_slices.items()}
+    for par in getattr(design, "parameters", []):  # sigma ~ ...: keys "sigma_Days"
+        widths.update({t: sl.stop - sl.start for t, sl in par.term_slices.items()})
     for term, prior in priors.common.items():
         _check_prior(prior, term, width=widths.get(term, 1))
     for label, prior in priors.sd.items():

@@ -69,7 +69,9 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
     The full model of a non-Gaussian family (:data:`bayesmixed.engines.glmm.CHOSEN_FAMILIES`)
     runs on the ``glmm`` engine when it supports the model's link and priors and the
     sampler is numpyro; every other full model runs on ``nuts`` (PyMC's graph translated
-    to JAX), the reason recording why ``glmm`` could not.
+    to JAX), the reason recording why ``glmm`` could not. A distributional model (a family
+    parameter with its own formula, ``sigma ~ Days``) has no exact marginal form here and
+    runs on ``nuts``: only the full model lets a family parameter vary by row.
 
     Parameters
     ----------

@@ -40,6 +40,7 @@ __all__ = [
     "configure_host_devices",
     "configure_jax",
     "jax_keys",
+    "row_varying_parameters",
     "numpy_rng",
     "place_chains",
     "seed_sequence",
@@ -51,6 +52,20 @@ __all__ = [
 SAMPLERS = ("numpyro", "blackjax", "pymc", "gibbs")
 
 CHAIN_METHODS = ("parallel", "vectorized", "sequential")
+
+
+def row_varying_parameters(design: Any) -> str | None:
+    """Why an engine that takes one value of each family parameter cannot run ``design``.
+
+    ``None`` unless a family parameter has its own formula (a distributional model such as
+    ``sigma ~ Days``); only the full NUTS model lets a family parameter vary by row.
+    """
+    formulas = [par.formula for par in getattr(design, "parameters", [])]
+    if not formulas:
+        return None
+    names = ", ".join(repr(f) for f in formulas)
+    return (f"a distributional model ({names}): the family parameter varies by row, and this "
+            "engine takes one value for all rows")
 
 
 def configure_host_devices(n: int | None = None) -> bool:

@@ -63,7 +63,12 @@ SMALL = 250
 
 def supports(design: Any, priors: Any) -> str | None:
     """Why the Gibbs sampler cannot run this model, or None when it can."""
+    from bayesmixed.engines.common import row_varying_parameters
+
     common = design.common
+    why = row_varying_parameters(design)
+    if why:
+        return f"sampler='gibbs' cannot run {why}"
     if design.family_name != "gaussian" or common.link_name != "identity":
         return "sampler='gibbs' needs family='gaussian' with the identity link"
     if set(common.family_priors) != {"sigma"}:

@@ -171,7 +171,12 @@ def supports(design: Any, priors: Any) -> str | None:
 
 
 def _layout(design: Any, priors: Any, data: dict) -> GlmmLayout:
+    from bayesmixed.engines.common import row_varying_parameters
+
     common = design.common
+    why = row_varying_parameters(design)
+    if why:
+        raise GlmmNotSupported(why)
     family, link = design.family_name, common.link_name
     if family not in SUPPORTED_LINKS:
         raise GlmmNotSupported(f"family {family!r}")

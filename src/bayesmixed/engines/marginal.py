@@ -297,7 +297,12 @@ def supports(design: Any, priors: Any) -> str | None:
 
 
 def _check_design(design: Any) -> None:
+    from bayesmixed.engines.common import row_varying_parameters
+
     common = design.common
+    why = row_varying_parameters(design)
+    if why:
+        raise MarginalNotSupported(why)
     if design.family_name != "gaussian":
         raise MarginalNotSupported(f"family {design.family_name!r} is not gaussian")
     if common.link_name != "identity":
