@@ -10,7 +10,8 @@ documented extension is ``.bmfit``. Groups:
 ``bayesmixed``
     Attributes ``format`` and ``format_version`` (the file format), and ``metadata``: a
     JSON text with the versions of bayesmixed and of the libraries that wrote the file, the
-    model (formula, family, link, prior overrides, ``dropna``), the priors used (defaults
+    model (formula, formulas of family parameters, family, link, prior overrides,
+    ``dropna``), the priors used (defaults
     with overrides), the sampler settings, the sampling time and how the data are stored.
 ``bayesmixed/data``
     The model's data frame (every column that can be stored; the columns the formula uses
@@ -127,7 +128,8 @@ def save(fit: Fit, path: str | os.PathLike[str]) -> Path:
         "written_by": {"bayesmixed": __version__, **_library_versions()},
         "written_at": datetime.datetime.now(datetime.UTC).isoformat(),
         "model": {
-            "formula": model.formula,
+            "formula": model.spec.formula,
+            "parameter_formulas": [par.formula for par in model.spec.parameters],
             "family": model.family,
             "link": _jsonable(model.link),
             "dropna": model.dropna,
@@ -455,8 +457,11 @@ def _check_match(fit: Fit, tree: Any, written_by: str, target: Path) -> None:
         missing = [v for v in layout.var_names() if v not in posterior.data_vars]
         if missing:
             problems.append(f"variable(s) {', '.join(map(repr, missing))} have no draws")
-        for fac in design.factors:
-            names = layout.factor(fac.label)
+        pairs = [(fac, layout.factor(fac.label)) for fac in design.factors]
+        pairs += [pair for par, par_names in zip(design.parameters, layout.parameters,
+                                                  strict=True)
+                  for pair in zip(par.factors, par_names.factors, strict=True)]
+        for fac, names in pairs:
             if names.level_dim not in posterior.coords:
                 problems.append(f"factor {fac.label!r} has no draws")
                 continue

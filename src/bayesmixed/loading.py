@@ -17,6 +17,7 @@ import pandas as pd
 
 from bayesmixed.engines.common import SamplerSettings
 from bayesmixed.errors import BayesMixedError, FitError
+from bayesmixed.formula import Formula
 from bayesmixed.io import (
     _DATA,
     _GROUP,
@@ -91,8 +92,9 @@ def _rebuild(meta: Mapping[str, Any], data: pd.DataFrame, tree: Any) -> Fit:
     overrides: dict[str, Any] = {}
     for key, value in spec["priors"].items():
         overrides[key] = value["eta"] if "eta" in value else Prior.from_dict(value["prior"])
+    extra = spec.get("parameter_formulas") or []  # sigma ~ ...: a distributional model
     model = Model(
-        spec["formula"],
+        Formula(spec["formula"], *extra) if extra else spec["formula"],
         data,
         family=spec["family"],
         link=spec["link"],

@@ -5,7 +5,9 @@ posterior and design and returns new objects; the fit is never changed.
 
 * :func:`predict` gives draws of the linear predictor (``kind="linear"``), of the family's
   mean parameter (``kind="mean"``, brms's ``posterior_epred``) or of new responses
-  (``kind="response"``, brms's ``posterior_predict``) for the observed rows or new data.
+  (``kind="response"``, brms's ``posterior_predict``) for the observed rows or new data;
+  ``dpar="sigma"`` gives any other family parameter instead of the mean (brms's ``dpar``),
+  per row when it has its own formula (a distributional model).
 * Groups not seen in the fit are refused by default; ``new_groups`` picks how to draw their
   effects, following brms's ``sample_new_levels``: ``"gaussian"``, ``"uncertainty"`` or
   ``"old_levels"``.
@@ -157,6 +159,7 @@ def predict(
     include_groups: bool = True,
     new_groups: str = "error",
     random_seed: int | np.random.Generator | None = None,
+    dpar: str | None = None,
 ) -> Prediction:
     """Posterior predictions for the observed rows or new data.
 
@@ -187,6 +190,13 @@ def predict(
         level gets its own independent draws.
     random_seed : int or numpy.random.Generator, optional
         Seed for new-group effects and response draws; the same seed gives the same draws.
+    dpar : str, optional
+        A family parameter to predict instead of the mean, named as Bambi names it
+        (``"sigma"``, ``"alpha"``, ``"nu"``), as brms's ``dpar`` argument:
+        ``kind="mean"`` gives its draws per row (``sigma`` itself), ``kind="linear"`` its
+        linear predictor on the link scale (``log(sigma)``; only for a parameter with its
+        own formula). A parameter without a formula has the same value in every row.
+        ``None`` (default) or the mean parameter's name (``"mu"``) predict the mean.
 
     Returns
     -------
@@ -198,7 +208,8 @@ def predict(
     PredictionError
         For a missing column, missing values, an unseen category of a fixed-effect factor,
         unseen group levels with ``new_groups="error"``, missing trials of a binomial model,
-        or invalid options. Everything is checked before anything is computed.
+        or invalid options (``dpar`` not a parameter of the family, ``dpar`` with
+        ``kind="response"``). Everything is checked before anything is computed.
 
     Examples
     --------
@@ -208,28 +219,38 @@ def predict(
     ...                    random_seed=1)                                # doctest: +SKIP
     >>> pred.summary()                                                   # doctest: +SKIP
     >>> fit.predict(new, include_groups=False).summary()                 # doctest: +SKIP
+
+    A distributional model's residual SD by row (``sigma ~ Days``):
+
+    >>> fit.predict(new, dpar="sigma", include_groups=False).summary()   # doctest: +SKIP
     """
     _check_choice("kind", kind, KINDS)
     _check_choice("new_groups", new_groups, NEW_GROUPS)
     if not isinstance(include_groups, bool | np.bool_):
         raise PredictionError(f"include_groups must be True or False, got {include_groups!r}.")
-    rng = _rng(random_seed)
     design = fit.design
+    dpar = _check_dpar(design, dpar, kind)
+    rng = _rng(random_seed)
     need_trials = kind == "response" and design.needs_trials
     rows = design.evaluate(data, include_groups=bool(include_groups), trials=need_trials)
-    if rows.unseen and new_groups == "error":
-        _refuse_unseen(rows.unseen)
+    unseen = _all_unseen(rows)
+    if unseen and new_groups == "error":
+        _refuse_unseen(unseen)
     posterior = fit.posterior
-    eta = _linear_predictor(posterior, design, rows, new_groups, rng)
-    if kind == "linear":
-        values = eta
+    if dpar is not None:
+        values = _parameter_values(posterior, design, rows, dpar, kind, new_groups, rng)
     else:
-        graph = _FamilyGraph(design)
-        if kind == "mean":
-            values = graph.mean(eta)
+        eta = _linear_predictor(posterior, design, rows, new_groups, rng)
+        if kind == "linear":
+            values = eta
         else:
-            observed = _dummy_observed(design, len(rows.labels), rows.trials)
-            values = graph.draw(eta, _aux_draws(posterior, design), observed, rng)
+            graph = _FamilyGraph(design)
+            if kind == "mean":
+                values = graph.mean(eta)
+            else:
+                observed = _dummy_observed(design, len(rows.labels), rows.trials)
+                values = graph.draw(eta, _aux_draws(posterior, design, rows, new_groups, rng),
+                                    observed, rng)
     draws = xr.DataArray(
         values,
         dims=("chain", "draw", "row"),
@@ -238,9 +259,69 @@ def predict(
             "draw": posterior["draw"].values,
             "row": _coordinate(rows.labels),
         },
-        name=design.response_name,
+        name=design.response_name if dpar is None else dpar,
     )
     return Prediction(draws, kind, bool(include_groups), new_groups, _summary_index(rows.labels))
+
+
+def _check_dpar(design: Design, dpar: Any, kind: str) -> str | None:
+    """``None`` for the mean parameter, else the name of the family parameter asked for."""
+    if dpar is None or dpar == design.common.parent:
+        return None
+    names = [*design.common.family_priors, *(p.name for p in design.parameters)]
+    if not isinstance(dpar, str) or dpar not in names:
+        raise PredictionError(
+            f"dpar={dpar!r} is not a parameter of this {design.family_name!r} model; choose "
+            f"one of {', '.join(map(repr, [design.common.parent, *names]))}."
+        )
+    if kind == "response":
+        raise PredictionError(
+            f"dpar={dpar!r} gives draws of the parameter, not new responses; use "
+            "kind='mean' (the parameter) or kind='linear' (its linear predictor)."
+        )
+    if kind == "linear" and dpar not in [p.name for p in design.parameters]:
+        raise PredictionError(
+            f"{dpar!r} has no formula in this model, so it has no linear predictor; use "
+            f"kind='mean' for its draws, or give it a formula with bm.Formula(..., "
+            f"'{dpar} ~ ...')."
+        )
+    return dpar
+
+
+def _all_unseen(rows: Rows) -> dict[str, list[str]]:
+    """Unseen levels of every factor, the parameter formulas' included."""
+    out = dict(rows.unseen)
+    for par_rows in rows.parameters.values():
+        for label, levels in par_rows.unseen.items():
+            out.setdefault(label, levels)
+    return out
+
+
+def _parameter_values(
+    posterior: xr.Dataset, design: Design, rows: Rows, name: str, kind: str,
+    new_groups: str, rng: np.random.Generator,
+) -> np.ndarray:
+    """Draws ``(chain, draw, row)`` of a family parameter (``kind="mean"``) or of its
+    linear predictor (``kind="linear"``)."""
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    n = len(rows.labels)
+    if name not in rows.parameters:  # one value for every row
+        values = posterior[design.layout.family[name]].values
+        return np.broadcast_to(values[..., None], (chains, draws, n)).copy()
+    par = design.parameter(name)
+    eta = _parameter_eta(posterior, design, rows.parameters[name], name, new_groups, rng)
+    if kind == "linear":
+        return eta
+    return _inverse_link_values(par.link_name, eta)
+
+
+def _inverse_link_values(link: str, eta: np.ndarray) -> np.ndarray:
+    import pytensor
+    import pytensor.tensor as pt
+
+    x = pt.tensor("eta", dtype="float64", shape=(None,) * eta.ndim)
+    fn = pytensor.function([x], _bambi.inverse_link(link)(x))
+    return np.asarray(fn(eta))
 
 
 def new_group_effects(
@@ -373,7 +454,8 @@ def log_likelihood(fit: Fit) -> xr.DataTree:
     rows = design.evaluate()
     eta = _linear_predictor(posterior, design, rows, "error", _rng(None))
     graph = _FamilyGraph(design)
-    values = graph.logp(eta, _aux_draws(posterior, design), np.asarray(design.common.response))
+    values = graph.logp(eta, _aux_draws(posterior, design, rows),
+                        np.asarray(design.common.response))
     return _with_group(fit, "log_likelihood", values)
 
 
@@ -468,8 +550,37 @@ def _beta_draws(posterior: xr.Dataset, design: Design) -> np.ndarray:
     return np.concatenate(parts, axis=-1)
 
 
-def _aux_draws(posterior: xr.Dataset, design: Design) -> list[np.ndarray]:
-    return [posterior[design.layout.family[name]].values for name in design.common.family_priors]
+def _aux_draws(
+    posterior: xr.Dataset, design: Design, rows: Rows | None = None,
+    new_groups: str = "error", rng: np.random.Generator | None = None,
+) -> list[np.ndarray]:
+    """Draws of each family parameter, ``(chain, draw)`` for one value per draw and
+    ``(chain, draw, row)`` for a parameter with its own formula (evaluated on ``rows``,
+    the fitted rows by default), in :class:`_FamilyGraph`'s order."""
+    out = [posterior[design.layout.family[name]].values for name in design.common.family_priors]
+    rng = _rng(None) if rng is None else rng
+    if design.parameters and rows is None:
+        rows = design.evaluate()
+    for par in design.parameters:
+        eta = _parameter_eta(posterior, design, rows.parameters[par.name], par.name,
+                             new_groups, rng)
+        out.append(_inverse_link_values(par.link_name, eta))
+    return out
+
+
+def _parameter_eta(
+    posterior: xr.Dataset, design: Design, rows: Rows, name: str, new_groups: str,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Draws ``(chain, draw, row)`` of a family parameter's linear predictor."""
+    names = design.layout.parameter(name)
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    parts = [posterior[n.var].values.reshape(chains, draws, -1) for n in names.common]
+    beta = np.concatenate(parts, axis=-1) if parts else np.zeros((chains, draws, 0))
+    eta = beta @ rows.X.T if rows.X.shape[1] else np.zeros((chains, draws, len(rows.labels)))
+    eta = eta + rows.offset
+    by_label = {f.label: f for f in names.factors}
+    return _add_groups(eta, posterior, rows, lambda fac: by_label[fac.label], new_groups, rng)
 
 
 def _linear_predictor(
@@ -483,14 +594,25 @@ def _linear_predictor(
     beta = _beta_draws(posterior, design)
     eta = beta @ rows.X.T if rows.X.shape[1] else np.zeros((*beta.shape[:2], len(rows.labels)))
     eta = eta + rows.offset
+    layout = design.layout
+    return _add_groups(eta, posterior, rows, lambda fac: layout.factor(fac.label),
+                       new_groups, rng)
+
+
+def _add_groups(
+    eta: np.ndarray, posterior: xr.Dataset, rows: Rows, names_of: Callable[[Any], Any],
+    new_groups: str, rng: np.random.Generator,
+) -> np.ndarray:
+    """``eta`` plus the group effects of ``rows.groups`` (``names_of(factor)``: its names)."""
     for group in rows.groups:
         fac, block = group.factor, group.X
-        effects = posterior[design.layout.factor(fac.label).r].values
+        names = names_of(fac)
+        effects = posterior[names.r].values
         index = np.asarray(group.index)
         unseen = index < 0
         if unseen.any():
             new = _new_effects(
-                posterior, fac, design.layout, len(group.new_levels), new_groups, rng
+                posterior, fac, None, len(group.new_levels), new_groups, rng, names=names
             )
             effects = np.concatenate([effects, new], axis=2)
             index = index.copy()
@@ -505,13 +627,20 @@ def _linear_predictor(
 def _new_effects(
     posterior: xr.Dataset,
     fac: FactorDesign,
-    layout: Layout,
+    layout: Layout | None,
     n_new: int,
     method: str,
     rng: np.random.Generator,
+    *,
+    names: Any = None,
 ) -> np.ndarray:
-    """Group deviations ``(chain, draw, n_new, K)`` of new levels, drawn as brms does."""
-    names = layout.factor(fac.label)
+    """Group deviations ``(chain, draw, n_new, K)`` of new levels, drawn as brms does.
+
+    ``names`` (the factor's :class:`~bayesmixed.layout.FactorNames`) defaults to the main
+    formula's factor of ``layout``.
+    """
+    if names is None:
+        names = layout.factor(fac.label)
     effects = posterior[names.r].values
     chains, draws, n_levels, width = effects.shape
     if method == "gaussian":
@@ -563,16 +692,18 @@ class _FamilyGraph:
                 f"Predictions for the {design.family_name!r} family (a multi-column response) "
                 "are not supported."
             )
-        self.aux_names = list(common.family_priors)
+        self.aux_names = [*common.family_priors, *(p.name for p in design.parameters)]
         self.eta = pt.matrix("eta", dtype="float64")
-        self.aux = [pt.vector(name, dtype="float64") for name in self.aux_names]
+        # (draws,) for one value per draw, (draws, rows) for a parameter with a formula
+        self.aux = [pt.vector(name, dtype="float64") for name in common.family_priors]
+        self.aux += [pt.matrix(p.name, dtype="float64") for p in design.parameters]
         self.observed = pt.tensor(
             "observed", dtype=str(response.dtype), shape=(None,) * response.ndim
         )
         self.mu = _bambi.inverse_link(common.link_name)(self.eta)
         kwargs: dict[str, Any] = {"observed": self.observed, common.parent: self.mu}
         for name, var in zip(self.aux_names, self.aux, strict=True):
-            kwargs[name] = var[:, None]
+            kwargs[name] = var[:, None] if var.ndim == 1 else var
         if hasattr(family, "transform_backend_kwargs"):
             kwargs = family.transform_backend_kwargs(kwargs)
         self.value = kwargs.pop("observed")
@@ -622,7 +753,8 @@ def _chunked(
     """Apply ``fn(eta_block, *aux_blocks, observed)`` over blocks of flattened draws."""
     chains, draws, n = eta.shape
     flat = eta.reshape(chains * draws, n)
-    aux_flat = [np.asarray(a, dtype=float).reshape(chains * draws) for a in aux]
+    aux_flat = [np.asarray(a, dtype=float).reshape(chains * draws, *np.shape(a)[2:])
+                for a in aux]
     step = max(1, _CHUNK // max(n, 1))
     blocks = []
     for start in range(0, chains * draws, step):

@@ -318,7 +318,11 @@ def kfold(
             held, kind="linear", new_groups=new_groups, random_seed=int(refit_seeds[fold - 1])
         ).draws.values
         graph = _FamilyGraph(train_fit.design)
-        loglik = graph.logp(eta, _aux_draws(train_fit.posterior, train_fit.design), response[test])
+        aux = _aux_draws(train_fit.posterior, train_fit.design,  # sigma ~ x: on held-out rows
+                         train_fit.design.evaluate(held) if train_fit.design.parameters
+                         else None, new_groups,
+                         np.random.default_rng(int(refit_seeds[fold - 1])))
+        loglik = graph.logp(eta, aux, response[test])
         pointwise[test] = _log_mean_exp(loglik.reshape(-1, loglik.shape[-1]))
         if save_fits:
             fits.append(train_fit)

@@ -124,6 +124,7 @@ class Fit:
         include_groups: bool = True,
         new_groups: str = "error",
         random_seed: int | None = None,
+        dpar: str | None = None,
     ) -> Prediction:
         """Posterior predictions for the observed rows (``data=None``) or new data.
 
@@ -141,6 +142,11 @@ class Fit:
             ``sample_new_levels`` does.
         random_seed : int, optional
             The same seed gives the same draws.
+        dpar : str, optional
+            Predict this family parameter instead of the mean, as brms's ``dpar``:
+            ``fit.predict(dpar="sigma")`` gives sigma's draws per row (``kind="mean"``) or
+            its linear predictor, ``log(sigma)`` (``kind="linear"``); see
+            ``docs/distributional.md``.
 
         Returns
         -------
@@ -165,6 +171,7 @@ class Fit:
             include_groups=include_groups,
             new_groups=new_groups,
             random_seed=random_seed,
+            dpar=dpar,
         )
 
     def new_group_effects(

@@ -40,9 +40,9 @@ __all__ = [
     "configure_host_devices",
     "configure_jax",
     "jax_keys",
-    "row_varying_parameters",
     "numpy_rng",
     "place_chains",
+    "row_varying_parameters",
     "seed_sequence",
     "to_datatree",
 ]
