@@ -49,8 +49,10 @@ def pymc_posterior(fit: Fit) -> xr.Dataset:
     priors = fit.model.priors
     design = fit.design
     layout = design.layout
-    for fac in design.factors:
-        names = layout.factor(fac.label)
+    pairs = [(fac, layout.factor(fac.label)) for fac in design.factors]
+    for par, par_names in zip(design.parameters, layout.parameters, strict=True):
+        pairs += list(zip(par.factors, par_names.factors, strict=True))  # sigma ~ (1 | g)
+    for fac, names in pairs:
         ldim, tdim = names.level_dim, names.term_dim
         r = post[names.r].transpose("chain", "draw", ldim, tdim)
         sd = post[names.sd].transpose("chain", "draw", tdim)

@@ -126,13 +126,31 @@ def ranef_table(
 
     Rows are levels; columns a ``(term, stat)`` MultiIndex, so
     ``ranef["Subject"]["Days"]["mean"]`` is the posterior mean slope deviation per subject.
+    Group terms of a parameter formula (``sigma ~ (1 | Subject)``) add their columns
+    (``sigma_Intercept``), as brms's ``ranef`` does.
     """
-    return {
+    out = {
         fac.label: _per_level(
             posterior[design.layout.factor(fac.label).r].values, fac, quantiles
         )
         for fac in design.factors
     }
+    for fac, names, _ in _parameter_factors(design):
+        _join(out, fac.label, _per_level(posterior[names.r].values, fac, quantiles))
+    return out
+
+
+def _parameter_factors(design: Design) -> list[tuple[Any, Any, dict[str, str]]]:
+    """Each parameter formula's factor: its design, its names, its columns' summary rows."""
+    out = []
+    for par, names in zip(design.parameters, design.layout.parameters, strict=True):
+        for fac, fac_names in zip(par.factors, names.factors, strict=True):
+            out.append((fac, fac_names, names.column_labels))
+    return out
+
+
+def _join(tables: dict[str, pd.DataFrame], label: str, frame: pd.DataFrame) -> None:
+    tables[label] = frame if label not in tables else pd.concat([tables[label], frame], axis=1)
 
 
 def coef_draws(posterior: xr.Dataset, design: Design, label: str) -> np.ndarray:
@@ -151,10 +169,18 @@ def coef_table(
     posterior: xr.Dataset, design: Design, quantiles: Sequence[float] = (0.025, 0.975)
 ) -> dict[str, pd.DataFrame]:
     """Per-level coefficients: fixed effect + group deviation (lme4's ``coef``)."""
-    return {
+    out = {
         fac.label: _per_level(coef_draws(posterior, design, fac.label), fac, quantiles)
         for fac in design.factors
     }
+    fixed = hyper_draws(posterior, design) if design.parameters else {}
+    for fac, names, labels in _parameter_factors(design):
+        values = posterior[names.r].values.copy()
+        for k, term in enumerate(fac.terms):
+            if term in labels:
+                values[..., k] += fixed[labels[term]][..., None]
+        _join(out, fac.label, _per_level(values, fac, quantiles))
+    return out
 
 
 def varcorr_table(posterior: xr.Dataset, design: Design) -> dict[str, dict[str, pd.DataFrame]]:
