@@ -89,7 +89,7 @@ def test_missing_column_of_parameter_formula_is_named(sleepstudy):
 
 def test_main_term_named_like_a_parameter_term_is_refused(sleepstudy):
     data = sleepstudy.assign(sigma_Days=sleepstudy["Days"] ** 2)
-    with pytest.raises(FormulaError, match="'sigma_Days'.*rename"):
+    with pytest.raises(FormulaError, match=r"'sigma_Days'.*rename"):
         bm.Model(bm.Formula("Reaction ~ sigma_Days + (1 | Subject)", "sigma ~ Days"),
                  data).design
 
@@ -158,9 +158,9 @@ def test_engine_chooser_sends_distributional_models_to_full_nuts(model):
     assert chosen.engine == "nuts"
     assert "no exact marginal form" in chosen.engine_reason
     assert "'sigma ~ Days'" in chosen.engine_reason
-    with pytest.raises(SamplingError, match="marginalize=True is not possible.*sigma ~ Days"):
+    with pytest.raises(SamplingError, match=r"marginalize=True is not possible.*sigma ~ Days"):
         choose_engine(model.design, model.priors, settings, marginalize=True)
-    with pytest.raises(SamplingError, match="gibbs.*sigma ~ Days"):
+    with pytest.raises(SamplingError, match=r"gibbs.*sigma ~ Days"):
         choose_engine(model.design, model.priors, settings, sampler="gibbs")
 
 
@@ -220,7 +220,7 @@ def test_response_draws_spread_with_sigma(prior_fit):
 
 def test_new_groups_of_the_sigma_formula(prior_fit):
     new = pd.DataFrame({"Days": [1.0], "Subject": ["someone new"]})
-    with pytest.raises(PredictionError, match="'someone new'.*new_groups"):
+    with pytest.raises(PredictionError, match=r"'someone new'.*new_groups"):
         prior_fit.predict(new, dpar="sigma")
     sigma = prior_fit.predict(new, dpar="sigma", new_groups="gaussian", random_seed=2)
     assert sigma.draws.shape == (2, 60, 1) and np.all(sigma.draws.values > 0)
