@@ -16,6 +16,7 @@ name                      what                                    dims
 ``z_<g>``                 standard-normal offsets                 (full NUTS only, not kept)
 ``r_<g>``                 group effects (deviations)              ``(<g>, <g>__term)``
 ``sigma``, ``alpha``...   family parameters (Bambi's names)       scalar
+``threshold``             ordinal thresholds (``Intercept[k]``)   ``(threshold_dim,)``
 response name             the observed data                       ``(__obs__,)``
 ========================  ======================================  ===========================
 
@@ -202,6 +203,9 @@ class Layout:
     n_obs: int
     _levels: dict[str, list[str]] = field(repr=False)
     _terms: dict[str, list[str]] = field(repr=False)
+    #: family parameters with one value per category boundary (ordinal thresholds):
+    #: parameter -> (dimension, summary rows ``Intercept[1]``...)
+    family_vectors: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
 
     @classmethod
     def from_design(cls, design: Design) -> Layout:
@@ -227,6 +231,14 @@ class Layout:
                     "sd_pieces": tuple(space.claim(f"sd({t}|{g})") for t in fac.terms),
                 }
             )
+        vectors: dict[str, tuple[str, tuple[str, ...]]] = {}
+        cats = getattr(design, "categories", None)
+        if cats is not None and cats.ordinal:
+            from bayesmixed.categories import THRESHOLD, threshold_labels
+
+            var = family[THRESHOLD]
+            vectors[THRESHOLD] = (space.claim(f"{var}_dim"),
+                                  tuple(threshold_labels(cats.n_categories)))
         response = space.claim(design.response_name, _RESPONSE_PREFIX + design.response_name)
         terms: list[CommonNames] = []
         for term, sl in common.term_slices.items():
@@ -264,6 +276,7 @@ class Layout:
             n_obs=design.n,
             _levels={f.label: list(f.levels) for f in design.factors},
             _terms={f.label: list(f.terms) for f in design.factors},
+            family_vectors=vectors,
         )
 
     # -- lookups -----------------------------------------------------------------------------
@@ -313,8 +326,8 @@ class Layout:
             if fac.chol:
                 out[fac.cor] = [fac.term_dim, fac.term2_dim]
             out[fac.r] = [fac.level_dim, fac.term_dim]
-        for var in self.family.values():
-            out[var] = []
+        for name, var in self.family.items():
+            out[var] = [self.family_vectors[name][0]] if name in self.family_vectors else []
         out[self.response] = [self.obs_dim]
         return out
 
@@ -328,4 +341,6 @@ class Layout:
             coords[fac.level_dim] = list(self._levels[fac.label])
             coords[fac.term_dim] = list(self._terms[fac.label])
             coords[fac.term2_dim] = list(self._terms[fac.label])
+        for dim, rows in self.family_vectors.values():
+            coords[dim] = list(range(1, len(rows) + 1))
         return coords

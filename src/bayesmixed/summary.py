@@ -43,6 +43,10 @@ def hyper_draws(posterior: xr.Dataset, design: Design) -> dict[str, np.ndarray]:
     """
     out: dict[str, np.ndarray] = {}
     layout = design.layout
+    for name, (_, labels) in layout.family_vectors.items():  # thresholds first, as brms
+        values = posterior[layout.family[name]].values
+        for k, label in enumerate(labels):
+            out[label] = values[..., k]
     for names in layout.common:
         values = posterior[names.var].values
         if values.ndim == 2:
@@ -62,7 +66,8 @@ def hyper_draws(posterior: xr.Dataset, design: Design) -> dict[str, np.ndarray]:
                     for b in cols[a_pos + 1 :]:
                         out[names.cor_label(fac.terms[a], fac.terms[b])] = cor[..., a, b]
     for name, var in layout.family.items():
-        out[name] = posterior[var].values
+        if name not in layout.family_vectors:
+            out[name] = posterior[var].values
     return out
 
 
