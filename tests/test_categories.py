@@ -274,3 +274,33 @@ def test_categorical_fit_with_correlated_blocks(small):
     observed = small["rating"].value_counts(normalize=True).sort_index().to_numpy()
     np.testing.assert_allclose(pred.draws.mean(("chain", "draw", "row")).values, observed,
                                atol=0.05)
+
+
+# -- brms's inhaler fit -----------------------------------------------------------------------
+
+#: brms 2.18, cumulative logit, 4 chains x (1000 + 1000), seed 1
+#: (../shared/reference/WORKFLOW_REFERENCE.md): posterior mean and SD
+BRMS_INHALER = {
+    "Intercept[1]": (0.6960, 0.1350),
+    "Intercept[2]": (3.8468, 0.3210),
+    "Intercept[3]": (5.1500, 0.4636),
+    "treat": (-1.0534, 0.3243),
+    "period": (0.2305, 0.1899),
+    "carry": (-0.2345, 0.2460),
+}
+BRMS_SD = (1.1899, 0.2489)
+
+
+@pytest.mark.slow
+def test_inhaler_cumulative_agrees_with_brms(inhaler):
+    fit = bm.Model(FORMULA, inhaler, family="cumulative").fit(
+        draws=1000, tune=1000, chains=4, random_seed=1
+    )
+    table = fit.summary()
+    assert table["r_hat"].max() < 1.01
+    for label, (mean, sd) in BRMS_INHALER.items():
+        assert abs(table.loc[label, "mean"] - mean) < 0.3 * sd, label
+        assert abs(table.loc[label, "sd"] / sd - 1) < 0.15, label
+    row = table.loc["sd(Intercept|subject)"]
+    assert abs(row["mean"] / BRMS_SD[0] - 1) < 0.15
+    assert abs(row["mean"] - BRMS_SD[0]) < 0.3 * BRMS_SD[1]
