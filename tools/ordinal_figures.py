@@ -38,7 +38,8 @@ def main() -> None:
         print(fit.summary())
     print(fit.settings.engine, "-", fit.settings.engine_reason)
 
-    fig = bm.plot_ppc(fit, random_seed=1, figsize=(5.6, 3.6))
+    fig = bm.plot_ppc(fit, random_seed=1, figsize=(5.6, 3.6),
+                      title="inhaler, cumulative logit: category counts")
     fig.savefig(IMAGES / "ordinal_ppc.png", dpi=110)
     plt.close(fig)
 
@@ -55,7 +56,7 @@ def main() -> None:
         err = [m - low.sel(row=row).values, high.sel(row=row).values - m]
         ax.errorbar(x + (j - 0.5) * 0.2, m, yerr=err, fmt="o", capsize=4, label=row)
     ax.set_xticks(x, [str(c) for c in categories])
-    ax.set_xlabel("rating (1 = easy to use)")
+    ax.set_xlabel("rating")
     ax.set_ylabel("probability (population level)")
     ax.set_title("P(rating) by inhaler: mean and 95% interval", fontsize="medium")
     ax.legend(fontsize="small")

@@ -150,6 +150,10 @@ def _build_category_model(design: Design, priors: PriorSet):
             dist = getattr(pm, prior.name)
             params = {k: np.asarray(v, dtype=float) for k, v in prior.params.items()}
             thresholds = dist(layout.family[cat.THRESHOLD], dims=dim, **params, **extra)
+            if cats.family == "cumulative":
+                # sorted already when sampled (ordered transform); forward (prior) draws
+                # ignore transforms, and sorted i.i.d. draws have exactly this prior
+                thresholds = pt.sort(thresholds)
             eta = eta[:, 0]
         probs = cat.probabilities(pt, cats.family, cats.link, eta, thresholds)
         logits = pt.log(pt.clip(probs, 1e-300, 1.0))  # Categorical normalises them again

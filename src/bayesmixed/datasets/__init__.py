@@ -81,8 +81,7 @@ def inhaler() -> pd.DataFrame:
     """Ratings of two inhalers in a cross-over trial (Ezzet and Whitehead 1991; brms's
     ``inhaler``), an ordinal response.
 
-    572 rows: 286 subjects, each rating the ease of use of both inhalers on a scale of 1
-    (easy) to 4.
+    572 rows: 286 subjects, each giving both inhalers an ordinal rating from 1 to 4.
 
     Returns
     -------
