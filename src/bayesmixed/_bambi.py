@@ -200,6 +200,7 @@ def common_part(
         name: _to_prior(comp.prior)
         for name, comp in model.parameters.items()
         if name != fam.likelihood.parent and hasattr(comp, "prior")
+        and name != "threshold"  # ordinal thresholds: bayesmixed.categories sets the prior
     }
     scaler = model.scaler
     _, intercept_sd = scaler.get_intercept_stats()

@@ -69,6 +69,8 @@ def build_pymc_model(design: Design, priors: PriorSet):
     import pymc as pm
     import pytensor.tensor as pt
 
+    if design.categories is not None:
+        return _build_category_model(design, priors)
     common = design.common
     layout = design.layout
     with pm.Model(coords=layout.coords()) as model:
@@ -134,7 +136,56 @@ def _parameter_predictor(par, names, priors: PriorSet):
     return _bambi.inverse_link(par.link_name)(eta)
 
 
-def _group_contribution(fac, names, priors: PriorSet, eta_key: str | None = None):
+def _build_category_model(design: Design, priors: PriorSet):
+    """The PyMC model of an ordinal or categorical response (:mod:`bayesmixed.categories`):
+    the linear predictor(s) as for other families, thresholds ``threshold`` (increasing
+    for ``cumulative``), and a ``Categorical`` likelihood of the category codes."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from bayesmixed import categories as cat
+
+    common, layout, cats = design.common, design.layout, design.categories
+    P = design.n_predictors
+    with pm.Model(coords=layout.coords()) as model:
+        eta = pt.zeros((design.n, P))
+        if common.X.shape[1]:
+            parts = [pt.atleast_1d(_random_variable(n.var, priors.common[n.term], n.dim))
+                     for n in layout.common]
+            beta = pt.concatenate(parts) if len(parts) > 1 else parts[0]
+            mix = design.predictor_map(common.X.shape[1])
+            eta = pt.dot(_data(common.X), beta[:, None] * mix)
+        if design.has_offset:
+            eta = eta + _data(design.offset)[:, None]
+        for fac in design.factors:
+            eta = eta + _group_contribution(
+                fac, layout.factor(fac.label), priors, mix=design.predictor_map(len(fac.terms))
+            )
+        thresholds = None
+        if cats.ordinal:
+            prior = priors.family[cat.THRESHOLD]
+            dim = layout.family_vectors[cat.THRESHOLD][0]
+            K1 = cats.n_categories - 1
+            extra: dict[str, Any] = {"initval": np.linspace(-1.0, 1.0, K1)}
+            if cats.family == "cumulative":
+                extra["transform"] = pm.distributions.transforms.ordered
+            dist = getattr(pm, prior.name)
+            params = {k: np.asarray(v, dtype=float) for k, v in prior.params.items()}
+            thresholds = dist(layout.family[cat.THRESHOLD], dims=dim, **params, **extra)
+            if cats.family == "cumulative":
+                # sorted already when sampled (ordered transform); forward (prior) draws
+                # ignore transforms, and sorted i.i.d. draws have exactly this prior
+                thresholds = pt.sort(thresholds)
+            eta = eta[:, 0]
+        probs = cat.probabilities(pt, cats.family, cats.link, eta, thresholds)
+        logits = pt.log(pt.clip(probs, 1e-300, 1.0))  # Categorical normalises them again
+        pm.Categorical(layout.response, logit_p=logits, observed=cats.codes,
+                       dims=(layout.obs_dim,))
+    return model
+
+
+def _group_contribution(fac, names, priors: PriorSet, eta_key: str | None = None,
+                        mix: np.ndarray | None = None):
     import pymc as pm
     import pytensor.tensor as pt
 
@@ -173,6 +224,8 @@ def _group_contribution(fac, names, priors: PriorSet, eta_key: str | None = None
         r = z * sd
     r = pm.Deterministic(names.r, r, dims=(names.level_dim, tdim))
     gathered = r[_data(fac.index)]
+    if mix is not None:  # one column per linear predictor (categorical)
+        return pt.dot(_data(fac.X) * gathered, mix)
     if fac.X.shape[1] == 1 and np.all(fac.X == 1):
         return gathered[:, 0]
     return pt.sum(_data(fac.X) * gathered, axis=1)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmixed import _bambi, validate
+from bayesmixed import categories as _categories
 from bayesmixed.errors import DataError, FamilyError, FormulaError, PredictionError
 from bayesmixed.formula import CbindResponse, FormulaSpec, GroupBlock
 from bayesmixed.response import TRIALS_FAMILIES, evaluate_count, trials, trials_expressions
@@ -264,6 +265,9 @@ class Design:
         The user's index labels of the rows used (gaps where rows were dropped kept).
     parameters : list of ParameterDesign
         Family parameters with their own formula (a distributional model); empty otherwise.
+    categories : Categories or None
+        The categories of an ordinal or categorical response (:mod:`bayesmixed.categories`);
+        for ``categorical`` the common and group columns are repeated per linear predictor.
     """
 
     spec: FormulaSpec
@@ -273,6 +277,7 @@ class Design:
     response_name: str
     row_labels: pd.Index | None = None
     parameters: list[ParameterDesign] = field(default_factory=list)
+    categories: _categories.Categories | None = None
 
     def __post_init__(self) -> None:
         if self.row_labels is None:
@@ -315,6 +320,16 @@ class Design:
             if par.name == name:
                 return par
         raise KeyError(name)
+    def n_predictors(self) -> int:
+        """Number of linear predictors: ``K - 1`` for ``categorical``, else 1."""
+        cats = self.categories
+        return len(cats.predictors) if cats is not None and cats.predictors else 1
+
+    def predictor_map(self, n_columns: int) -> np.ndarray:
+        """``(n_columns, n_predictors)`` 0/1 matrix: the linear predictor of each column
+        (columns repeated per predictor, predictor after predictor)."""
+        P = self.n_predictors
+        return _categories.predictor_map(n_columns // P, P)
 
     def factor(self, label: str) -> FactorDesign:
         """The factor design with this label."""
@@ -452,6 +467,8 @@ class Design:
 
         # evaluate only after every check passed
         X, offset = _evaluate_common(common.common_design, frame, self.spec.common)
+        if self.n_predictors > 1:  # categorical: the columns of every predictor
+            X = np.tile(X, (1, self.n_predictors))
         parameters = {}
         for par in self.parameters:
             par_X, par_offset = _evaluate_common(par.common_design, frame, par.formula)
@@ -806,6 +823,9 @@ def build_design(
     frame = frame.reset_index(drop=True)
 
     bambi_data = frame
+    cats = None
+    if family in _categories.CATEGORY_FAMILIES:
+        cats, bambi_data = _category_response(spec, frame, family, link)
     if isinstance(spec.response, CbindResponse):
         if family not in (None, "binomial"):
             raise FamilyError(
@@ -827,6 +847,8 @@ def build_design(
     common = _bambi.common_part(formula, bambi_data, family=family or "gaussian", link=link,
                                 parameters={p.name: p.common for p in spec.parameters})
     factors = _factor_designs(spec.blocks, frame)
+    if cats is not None:
+        common, factors = _category_design(common, factors, cats)
     design = Design(
         spec=spec,
         data=frame,
@@ -835,6 +857,7 @@ def build_design(
         response_name=_strip_backticks(spec.response_text),
         row_labels=row_labels,
         parameters=[_parameter_design(p, common, frame) for p in spec.parameters],
+        categories=cats,
     )
     _check_parameter_terms(design)
     validate.check_group_structure(design)
@@ -900,6 +923,66 @@ def _check_parameter_terms(design: Design) -> None:
                 f"The main formula has the term(s) {', '.join(map(repr, clash))}, the names "
                 f"brms gives to terms of {par.formula!r}; rename the column(s)."
             )
+def _category_response(
+    spec: FormulaSpec, frame: pd.DataFrame, family: str, link: Any
+) -> tuple[_categories.Categories, pd.DataFrame]:
+    """The categories of an ordinal/categorical response, and the data Bambi reads (the
+    response as an ordered categorical of codes: Bambi 0.21's ordinal families fail on an
+    integer response)."""
+    column = _strip_backticks(spec.response_text.strip())
+    levels, codes = _categories.response_categories(frame[column], column, family)
+    parent, _, default = _bambi.family_links(family)
+    chosen = link.get(parent, default) if isinstance(link, dict) else (link or default)
+    _categories.check_link(family, chosen)
+    cats = _categories.Categories(family, chosen, levels, codes)
+    ordered = pd.Categorical.from_codes(codes, categories=list(range(len(levels))),
+                                        ordered=True)
+    return cats, frame.assign(**{column: ordered})
+
+
+def _category_design(
+    common: _bambi.BambiCommon, factors: list[FactorDesign], cats: _categories.Categories
+) -> tuple[_bambi.BambiCommon, list[FactorDesign]]:
+    """Response codes, the thresholds' prior, and (categorical) columns per predictor."""
+    import dataclasses
+
+    from bayesmixed.priors import Prior
+
+    updates: dict[str, Any] = {
+        "response": cats.codes, "logit_like": True, "intercept_sd_scale": 2.5,
+        "response_std": 1.0,
+    }
+    if cats.ordinal:
+        updates["family_priors"] = {
+            _categories.THRESHOLD: Prior(**_categories.THRESHOLD_PRIOR)
+        }
+        return dataclasses.replace(common, **updates), factors
+    preds = cats.predictors
+    P, p = len(preds), common.X.shape[1]
+    slices: dict[str, slice] = {}
+    priors: dict[str, Prior] = {}
+    for i, pred in enumerate(preds):
+        for term, sl in common.term_slices.items():
+            name = f"{pred}_{term}"
+            slices[name] = slice(sl.start + i * p, sl.stop + i * p)
+            if term in common.term_priors:
+                priors[name] = common.term_priors[term]
+    updates.update(
+        X=np.tile(common.X, (1, P)), columns=_categories.expand_columns(common.columns, preds),
+        term_slices=slices, term_priors=priors, family_priors={},
+    )
+    expanded = []
+    for fac in factors:
+        K = len(fac.terms)
+        subblocks = [([c + i * K for c in cols], corr)
+                     for i in range(P) for cols, corr in fac.subblocks]
+        exprs = [(expr, matrix, [c + i * K for c in cols])
+                 for i in range(P) for expr, matrix, cols in fac.exprs]
+        expanded.append(dataclasses.replace(
+            fac, X=np.tile(fac.X, (1, P)), terms=_categories.expand_columns(fac.terms, preds),
+            subblocks=subblocks, exprs=exprs,
+        ))
+    return dataclasses.replace(common, **updates), expanded
 
 
 def _strip_backticks(text: str) -> str:

@@ -20,6 +20,7 @@ name                      what                                    dims
 ``sd_<g>__sigma``...      group variables of a parameter formula  as ``sd_<g>``... (the
 (``cor_``, ``r_``...)     (``sigma ~ x + (1 | g)``)               levels dim shared with
                                                                   the main formula's ``g``)
+``threshold``             ordinal thresholds (``Intercept[k]``)   ``(threshold_dim,)``
 response name             the observed data                       ``(__obs__,)``
 ========================  ======================================  ===========================
 
@@ -250,6 +251,9 @@ class Layout:
     _terms: dict[str, list[str]] = field(repr=False)
     parameters: tuple[ParameterNames, ...] = ()
     _par_terms: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    #: family parameters with one value per category boundary (ordinal thresholds):
+    #: parameter -> (dimension, summary rows ``Intercept[1]``...)
+    family_vectors: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
 
     @classmethod
     def from_design(cls, design: Design) -> Layout:
@@ -281,6 +285,14 @@ class Layout:
                     "sd_pieces": tuple(space.claim(f"sd({t}|{g})") for t in fac.terms),
                 }
             )
+        vectors: dict[str, tuple[str, tuple[str, ...]]] = {}
+        cats = getattr(design, "categories", None)
+        if cats is not None and cats.ordinal:
+            from bayesmixed.categories import THRESHOLD, threshold_labels
+
+            var = family[THRESHOLD]
+            vectors[THRESHOLD] = (space.claim(f"{var}_dim"),
+                                  tuple(threshold_labels(cats.n_categories)))
         response = space.claim(design.response_name, _RESPONSE_PREFIX + design.response_name)
         terms: list[CommonNames] = []
         for term, sl in common.term_slices.items():
@@ -362,6 +374,7 @@ class Layout:
             _terms={f.label: list(f.terms) for f in design.factors},
             parameters=tuple(parameters),
             _par_terms=par_terms,
+            family_vectors=vectors,
         )
 
     # -- lookups -----------------------------------------------------------------------------
@@ -425,8 +438,8 @@ class Layout:
             if fac.chol:
                 out[fac.cor] = [fac.term_dim, fac.term2_dim]
             out[fac.r] = [fac.level_dim, fac.term_dim]
-        for var in self.family.values():
-            out[var] = []
+        for name, var in self.family.items():
+            out[var] = [self.family_vectors[name][0]] if name in self.family_vectors else []
         for par in self.parameters:
             for names in par.common:
                 out[names.var] = [names.dim] if names.dim else []
@@ -457,4 +470,6 @@ class Layout:
                     coords[fac.level_dim] = list(self._levels[fac.label])
                 coords[fac.term_dim] = list(self._par_terms[fac.term_dim])
                 coords[fac.term2_dim] = list(self._par_terms[fac.term_dim])
+        for dim, rows in self.family_vectors.values():
+            coords[dim] = list(range(1, len(rows) + 1))
         return coords

@@ -37,9 +37,10 @@ class Model:
         One row per observation. Never modified.
     family : str, optional
         A Bambi family name (``"gaussian"``, ``"bernoulli"``, ``"binomial"``, ``"poisson"``,
-        ``"negativebinomial"``, ``"t"``, ``"gamma"``, ...; categorical, multinomial and
-        ordinal families are refused, see ``docs/families.md``). Default ``"gaussian"``, or
-        ``"binomial"`` for a ``cbind`` response.
+        ``"negativebinomial"``, ``"t"``, ``"gamma"``, ...; ordinal ``"cumulative"`` and
+        ``"sratio"`` and ``"categorical"`` for a response of categories, see
+        ``docs/ordinal.md``; multinomial families are refused, see ``docs/families.md``).
+        Default ``"gaussian"``, or ``"binomial"`` for a ``cbind`` response.
     link : str or dict, optional
         Link of the family's mean parameter; Bambi's default for the family if omitted.
     priors : dict, optional

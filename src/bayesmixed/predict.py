@@ -129,14 +129,26 @@ class Prediction:
         ['mean', 'sd', 'q5', 'q95']
         """
         probs = _check_quantiles(quantiles)
-        values = np.asarray(self.draws.values, dtype=float)
-        flat = values.reshape(-1, values.shape[-1])
-        out = {"mean": flat.mean(axis=0), "sd": flat.std(axis=0, ddof=1)}
-        for q, value in zip(probs, np.quantile(flat, probs, axis=0), strict=True):
-            out[_qlabel(q)] = value
         index = self.index
         if index is None:
             index = pd.Index(self.draws["row"].values, name="row")
+        raw = np.asarray(self.draws.values)
+        if raw.dtype.kind not in "biuf":  # drawn text categories: how often each was drawn
+            flat = raw.reshape(-1, raw.shape[-1])
+            levels = pd.unique(flat.ravel())
+            return pd.DataFrame({lev: (flat == lev).mean(axis=0) for lev in sorted(levels)},
+                                index=index)
+        extra = self.draws.dims[3:]  # category probabilities: one row per (row, category)
+        if extra:
+            index = pd.MultiIndex.from_product(
+                [index, self.draws[extra[0]].values],
+                names=[*(index.names if index.names != [None] else ["row"]), extra[0]],
+            )
+        values = raw.astype(float)
+        flat = values.reshape(values.shape[0] * values.shape[1], -1)
+        out = {"mean": flat.mean(axis=0), "sd": flat.std(axis=0, ddof=1)}
+        for q, value in zip(probs, np.quantile(flat, probs, axis=0), strict=True):
+            out[_qlabel(q)] = value
         return pd.DataFrame(out, index=index)
 
     def __repr__(self) -> str:
@@ -237,6 +249,10 @@ def predict(
     if unseen and new_groups == "error":
         _refuse_unseen(unseen)
     posterior = fit.posterior
+    if dpar is None and design.categories is not None:
+        eta = _linear_predictor(posterior, design, rows, new_groups, rng)
+        return _category_prediction(design, posterior, rows, eta, kind,
+                                    bool(include_groups), new_groups, rng)
     if dpar is not None:
         values = _parameter_values(posterior, design, rows, dpar, kind, new_groups, rng)
     else:
@@ -322,6 +338,53 @@ def _inverse_link_values(link: str, eta: np.ndarray) -> np.ndarray:
     x = pt.tensor("eta", dtype="float64", shape=(None,) * eta.ndim)
     fn = pytensor.function([x], _bambi.inverse_link(link)(x))
     return np.asarray(fn(eta))
+def _category_prediction(
+    design: Design,
+    posterior: xr.Dataset,
+    rows: Rows,
+    eta: np.ndarray,
+    kind: str,
+    include_groups: bool,
+    new_groups: str,
+    rng: np.random.Generator,
+) -> Prediction:
+    """Predictions of an ordinal or categorical model: the linear predictor(s), category
+    probabilities (dimension ``category``) or drawn categories."""
+    from bayesmixed import categories as cat
+
+    cats = design.categories
+    coords: dict[str, Any] = {
+        "chain": posterior["chain"].values,
+        "draw": posterior["draw"].values,
+        "row": _coordinate(rows.labels),
+    }
+    dims: tuple[str, ...] = ("chain", "draw", "row")
+    if kind == "linear":
+        values = eta
+        if eta.ndim == 4:
+            dims += ("predictor",)
+            coords["predictor"] = cats.predictors
+    else:
+        probs = _category_probabilities(design, posterior, eta)
+        if kind == "mean":
+            values = probs
+            dims += ("category",)
+            coords["category"] = list(cats.levels)
+        else:
+            values = cats.labels(cat.draw_codes(probs, rng))
+    draws = xr.DataArray(values, dims=dims, coords=coords, name=design.response_name)
+    return Prediction(draws, kind, include_groups, new_groups, _summary_index(rows.labels))
+
+
+def _category_probabilities(design: Design, posterior: xr.Dataset, eta: np.ndarray):
+    """Draws ``(chain, draw, row, category)`` of the category probabilities."""
+    from bayesmixed import categories as cat
+
+    cats = design.categories
+    thresholds = None
+    if cats.ordinal:
+        thresholds = posterior[design.layout.family[cat.THRESHOLD]].values
+    return cat.probabilities(np, cats.family, cats.link, eta, thresholds)
 
 
 def new_group_effects(
@@ -424,7 +487,12 @@ def posterior_predictive(
     >>> azp.plot_ppc_dist(fit.posterior_predictive(random_seed=1))      # doctest: +SKIP
     """
     pred = predict(fit, None, kind="response", random_seed=random_seed)
-    return _with_group(fit, "posterior_predictive", pred.draws.values)
+    values = pred.draws.values
+    cats = fit.design.categories
+    if cats is not None:  # category codes, as the observed data hold them
+        lookup = {level: i for i, level in enumerate(cats.levels)}
+        values = np.vectorize(lookup.__getitem__, otypes=[np.int64])(values)
+    return _with_group(fit, "posterior_predictive", values)
 
 
 def log_likelihood(fit: Fit) -> xr.DataTree:
@@ -453,6 +521,11 @@ def log_likelihood(fit: Fit) -> xr.DataTree:
     posterior = fit.posterior
     rows = design.evaluate()
     eta = _linear_predictor(posterior, design, rows, "error", _rng(None))
+    if design.categories is not None:
+        probs = _category_probabilities(design, posterior, eta)
+        codes = design.categories.codes
+        picked = np.take_along_axis(probs, codes[None, None, :, None], axis=-1)[..., 0]
+        return _with_group(fit, "log_likelihood", np.log(picked))
     graph = _FamilyGraph(design)
     values = graph.logp(eta, _aux_draws(posterior, design, rows),
                         np.asarray(design.common.response))
@@ -592,18 +665,29 @@ def _linear_predictor(
 ) -> np.ndarray:
     """Draws ``(chain, draw, row)`` of the linear predictor, group effects gathered by index."""
     beta = _beta_draws(posterior, design)
-    eta = beta @ rows.X.T if rows.X.shape[1] else np.zeros((*beta.shape[:2], len(rows.labels)))
-    eta = eta + rows.offset
+    P = design.n_predictors
+    if P > 1:  # categorical: (chain, draw, row, predictor)
+        mix = design.predictor_map(rows.X.shape[1])
+        eta = np.einsum("cdj,mj,jk->cdmk", beta, rows.X, mix) + rows.offset[:, None]
+    elif rows.X.shape[1]:
+        eta = beta @ rows.X.T + rows.offset
+    else:
+        eta = np.zeros((*beta.shape[:2], len(rows.labels))) + rows.offset
     layout = design.layout
     return _add_groups(eta, posterior, rows, lambda fac: layout.factor(fac.label),
-                       new_groups, rng)
+                       new_groups, rng, design.predictor_map if P > 1 else None)
 
 
 def _add_groups(
     eta: np.ndarray, posterior: xr.Dataset, rows: Rows, names_of: Callable[[Any], Any],
     new_groups: str, rng: np.random.Generator,
+    predictor_map: Callable[[int], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """``eta`` plus the group effects of ``rows.groups`` (``names_of(factor)``: its names)."""
+    """``eta`` plus the group effects of ``rows.groups`` (``names_of(factor)``: its names).
+
+    ``predictor_map`` (categorical models, ``eta`` of shape ``(chain, draw, row,
+    predictor)``): the predictor of each group column, as ``Design.predictor_map``.
+    """
     for group in rows.groups:
         fac, block = group.factor, group.X
         names = names_of(fac)
@@ -617,9 +701,14 @@ def _add_groups(
             effects = np.concatenate([effects, new], axis=2)
             index = index.copy()
             index[unseen] = len(fac.levels) + group.new_codes[unseen]
+        which = None if predictor_map is None else predictor_map(block.shape[1]).argmax(axis=1)
         for k in range(block.shape[1]):
             column = block[:, k]
-            if np.any(column != 0):
+            if not np.any(column != 0):
+                continue
+            if which is not None:
+                eta[..., which[k]] += effects[:, :, index, k] * column
+            else:
                 eta = eta + effects[:, :, index, k] * column
     return eta
 

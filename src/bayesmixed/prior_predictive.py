@@ -196,6 +196,10 @@ def sample_prior(
         return xr.Dataset(out, coords=coords)
 
     posterior = split(prior[[name for name in keep if name in prior]])
+    cats = design.categories
+    if cats is not None and cats.family == "cumulative":  # as the likelihood used them
+        var = design.layout.family["threshold"]
+        posterior[var] = posterior[var].copy(data=np.sort(posterior[var].values, axis=-1))
     posterior.attrs.update(
         {
             "draws_from": "prior",

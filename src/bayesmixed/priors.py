@@ -196,6 +196,8 @@ class PriorSet:
                     out.sd[target] = prior
             elif label in out.family:  # the summary row "sigma" is the family's sigma
                 out.family[label] = prior
+            elif label == "Intercept" and "threshold" in out.family:  # brms's name
+                out.family["threshold"] = prior
             elif label in out.common:
                 out.common[label] = prior
             elif label.startswith("b_") and label[2:] in out.common:  # as in the summary

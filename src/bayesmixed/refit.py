@@ -314,6 +314,12 @@ def kfold(
             fit, data.loc[~test], random_seed=int(refit_seeds[fold - 1]), **options
         )
         held = data.loc[test]
+        if design.categories is not None:
+            pointwise[test] = _category_elpd(design, train_fit, held, response[test],
+                                             new_groups, int(refit_seeds[fold - 1]), fold)
+            if save_fits:
+                fits.append(train_fit)
+            continue
         eta = train_fit.predict(
             held, kind="linear", new_groups=new_groups, random_seed=int(refit_seeds[fold - 1])
         ).draws.values
@@ -361,6 +367,25 @@ def _group_labels(fit: Fit, group: str) -> np.ndarray:
             "folds= with one fold per row."
         )
     return kept.astype(str).to_numpy()
+
+
+def _category_elpd(design: Any, train_fit: Fit, held: pd.DataFrame, codes: np.ndarray,
+                   new_groups: str, seed: int, fold: int) -> np.ndarray:
+    """Pointwise elpd of held-out rows of an ordinal or categorical model."""
+    probs = train_fit.predict(held, kind="mean", new_groups=new_groups,
+                              random_seed=seed).draws.values
+    train_levels = list(train_fit.design.categories.levels)
+    labels = design.categories.labels(codes)
+    missing = sorted({str(v) for v in labels if v not in train_levels})
+    if missing:
+        raise DataError(
+            f"Fold {fold} holds out every row of the response categories "
+            f"{', '.join(missing)}, so its training data cannot predict them; use fewer "
+            "folds or pass folds= that keep each category in every training set."
+        )
+    index = np.asarray([train_levels.index(v) for v in labels])
+    picked = np.take_along_axis(probs, index[None, None, :, None], axis=-1)[..., 0]
+    return _log_mean_exp(np.log(picked).reshape(-1, picked.shape[-1]))
 
 
 def _log_mean_exp(values: np.ndarray) -> np.ndarray:

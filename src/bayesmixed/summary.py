@@ -43,6 +43,10 @@ def hyper_draws(posterior: xr.Dataset, design: Design) -> dict[str, np.ndarray]:
     """
     out: dict[str, np.ndarray] = {}
     layout = design.layout
+    for name, (_, labels) in layout.family_vectors.items():  # thresholds first, as brms
+        values = posterior[layout.family[name]].values
+        for k, label in enumerate(labels):
+            out[label] = values[..., k]
     pars = list(zip(design.parameters, layout.parameters, strict=True))
     common = [*layout.common, *(n for _, p in pars for n in p.common)]
     for names in common:
@@ -65,7 +69,8 @@ def hyper_draws(posterior: xr.Dataset, design: Design) -> dict[str, np.ndarray]:
                     for b in cols[a_pos + 1 :]:
                         out[names.cor_label(fac.terms[a], fac.terms[b])] = cor[..., a, b]
     for name, var in layout.family.items():
-        out[name] = posterior[var].values
+        if name not in layout.family_vectors:
+            out[name] = posterior[var].values
     return out
 
 

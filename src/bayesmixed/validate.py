@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmixed import prior_table as _table
+from bayesmixed.categories import CATEGORY_FAMILIES, response_categories
 from bayesmixed.errors import (
     BayesMixedError,
     DataError,
@@ -64,10 +65,9 @@ __all__ = [
     "warn_user",
 ]
 
-#: Bambi families that need one linear predictor per category; bayesmixed builds one.
-UNSUPPORTED_FAMILIES = frozenset(
-    {"categorical", "cumulative", "sratio", "multinomial", "dirichlet_multinomial"}
-)
+#: Bambi families whose response is a vector of counts per row; bayesmixed takes one
+#: category per row (``categorical``, ``cumulative``, ``sratio``: bayesmixed.categories).
+UNSUPPORTED_FAMILIES = frozenset({"multinomial", "dirichlet_multinomial"})
 _COUNT = frozenset(
     {
         "poisson",
@@ -160,9 +160,9 @@ def check_family(
     if name in UNSUPPORTED_FAMILIES:
         supported = [n for n in names if n not in UNSUPPORTED_FAMILIES]
         raise FamilyError(
-            f"The family {name!r} is not supported: bayesmixed builds one linear predictor "
-            "per observation, and multi-category or ordinal responses need one per category. "
-            f"Supported families: {', '.join(supported)}."
+            f"The family {name!r} is not supported: its response is a vector of counts per "
+            "row; for one category per row use family='categorical' (or 'cumulative' for "
+            f"ordered categories). Supported families: {', '.join(supported)}."
         )
     if name in _TRIALS and not cbind and not _is_p_call(spec.response_text):
         raise FamilyError(
@@ -330,6 +330,15 @@ def check_values(frame: pd.DataFrame, spec: FormulaSpec, family: str) -> None:
     if isinstance(response, CbindResponse):
         return  # counts are checked where cbind is evaluated (design.py)
     text = response.strip()
+    if family in CATEGORY_FAMILIES:
+        column = text[1:-1] if re.fullmatch(r"`[^`]+`", text) else text
+        if column not in frame.columns:
+            raise DataError(
+                f"The response {text!r} of family {family!r} must be a column of the data "
+                "(integers or an ordered categorical); compute it as a column first."
+            )
+        response_categories(frame[column], column, family)  # raises on a bad response
+        return
     if text in frame.columns:
         _check_response_column(frame[text], text, family)
         return

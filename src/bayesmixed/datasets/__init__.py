@@ -1,4 +1,4 @@
-"""Small data sets from R's lme4 package, shipped with bayesmixed.
+"""Small data sets from R's lme4 and brms packages, shipped with bayesmixed.
 
 Each loader returns a fresh :class:`pandas.DataFrame`; grouping factors are strings
 (categorical in meaning), so that ``(1 | herd)`` never treats a label as a number.
@@ -10,7 +10,7 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["cbpp", "penicillin", "sleepstudy"]
+__all__ = ["cbpp", "inhaler", "penicillin", "sleepstudy"]
 
 
 def _read(name: str, dtypes: dict[str, str]) -> pd.DataFrame:
@@ -75,3 +75,25 @@ def penicillin() -> pd.DataFrame:
     (144, 3)
     """
     return _read("penicillin", {"plate": str, "sample": str})
+
+
+def inhaler() -> pd.DataFrame:
+    """Ratings of two inhalers in a cross-over trial (Ezzet and Whitehead 1991; brms's
+    ``inhaler``), an ordinal response.
+
+    572 rows: 286 subjects, each giving both inhalers an ordinal rating from 1 to 4.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``subject`` (str), ``rating`` (int, 1 to 4), ``treat`` (float, +0.5 or
+        -0.5: which inhaler), ``period`` (float, +0.5 or -0.5), ``carry`` (int, -1, 0 or
+        1: carry-over of the earlier treatment).
+
+    Examples
+    --------
+    >>> import bayesmixed as bm
+    >>> bm.datasets.inhaler().shape
+    (572, 5)
+    """
+    return _read("inhaler", {"subject": str})

@@ -125,6 +125,9 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
         sampler = "numpyro"
     def full(reason: str) -> SamplerSettings:
         glmm = engine("glmm")
+        if getattr(design, "categories", None) is not None:
+            return done("nuts", sampler, f"{reason}; {design.family_name} family: PyMC's "
+                        "graph on JAX (the glmm engine has no category likelihood)")
         if design.family_name not in glmm.CHOSEN_FAMILIES:
             return done("nuts", sampler, reason)
         why_glmm = (f"sampler={sampler!r}" if sampler != "numpyro"

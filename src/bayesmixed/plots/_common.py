@@ -226,6 +226,14 @@ def predict_band(
     Returns a frame with columns ``mean``, ``lower`` and ``upper``, one row per data row.
     """
     lo, hi = interval_quantiles(ci_prob)
+    if fit.design.categories is not None and (kind != "linear" or fit.design.n_predictors > 1):
+        raise FitError(
+            f"A {fit.design.family_name} model predicts a probability per category, not one "
+            "number per row: use fit.predict(data, kind='mean') for the category "
+            "probabilities (dimension 'category')"
+            + (", or kind='linear' for the linear predictor." if fit.design.n_predictors == 1
+               else ".")
+        )
     pred = fit.predict(
         data,
         kind=kind,

@@ -66,6 +66,8 @@ def plot_ppc(
     from matplotlib.lines import Line2D
 
     check_fit(fit)
+    if fit.design.categories is not None:
+        return _plot_categories(fit, random_seed=random_seed, title=title, figsize=figsize)
     if kind not in ("kde", "hist", "ecdf"):
         raise ValueError(f"kind must be one of 'kde', 'hist', 'ecdf', got {kind!r}.")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
@@ -91,6 +93,34 @@ def plot_ppc(
         fontsize="small",
         loc="upper right",
     )
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+def _plot_categories(fit: Fit, *, random_seed: int | None, title: str | None,
+                     figsize: tuple[float, float] | None) -> Figure:
+    """Observed category counts (bars) against replicated counts (median, 95% interval)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cats = fit.design.categories
+    K = cats.n_categories
+    tree = fit.posterior_predictive(random_seed=random_seed)
+    codes = np.asarray(tree["posterior_predictive"][fit.design.layout.response].values)
+    flat = codes.reshape(-1, codes.shape[-1])
+    counts = np.stack([(flat == k).sum(axis=1) for k in range(K)], axis=1)
+    observed = np.bincount(cats.codes, minlength=K)
+    low, mid, high = np.quantile(counts, [0.025, 0.5, 0.975], axis=0)
+    x = np.arange(K)
+    fig, ax = plt.subplots(figsize=figsize or (6.4, 4.0))
+    ax.bar(x, observed, color="0.8", edgecolor="black", label="observed data")
+    ax.errorbar(x, mid, yerr=[mid - low, high - mid], fmt="o", color="C0", capsize=4,
+                label="replicated data (median, 95% interval)")
+    ax.set_xticks(x, [str(level) for level in cats.levels])
+    ax.set_xlabel(response_label(fit, proportion=False))
+    ax.set_ylabel("count")
+    ax.set_title(title if title is not None else _model_title(fit), fontsize="medium")
+    ax.legend(fontsize="small", loc="upper right")
     fig.set_layout_engine("constrained")
     return fig
 
