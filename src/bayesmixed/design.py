@@ -320,6 +320,8 @@ class Design:
             if par.name == name:
                 return par
         raise KeyError(name)
+
+    @property
     def n_predictors(self) -> int:
         """Number of linear predictors: ``K - 1`` for ``categorical``, else 1."""
         cats = self.categories
