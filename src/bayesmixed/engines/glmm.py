@@ -72,6 +72,9 @@ CHOSEN_FAMILIES: tuple[str, ...] = ("bernoulli", "binomial", "poisson", "negativ
 #: Sampling spaces up to this size get a dense Hessian preconditioner, larger ones its diagonal.
 DENSE_MAX = 600
 
+#: The largest preconditioner scale of any direction (of the unconstrained coordinates).
+MAX_SCALE = 10.0
+
 class GlmmNotSupported(Exception):
     """The model is outside what this engine writes; the message says why."""
 
@@ -583,24 +586,33 @@ def _scale(layout: GlmmLayout, theta: np.ndarray, data: dict) -> np.ndarray:
     """Preconditioner ``S`` at ``theta`` from a structured Hessian ``H``.
 
     Levels of one factor share no rows, so one Hessian-vector product per (factor, term),
-    with ones on that term's level coordinates, gives the exact diagonal of all its levels;
-    every other coordinate (common effects, SDs, correlations, family parameters) gets a
-    product of its own, which is a whole column of ``H``. Together: ``H`` but for the
-    couplings between levels of different factors, which are dropped. Returns the dense
-    Cholesky factor of the inverse of that matrix (``layout.dense``), or ``diag(H)^-1/2``.
-    In the dense case the couplings between levels of different factors, which come from
-    the likelihood alone and are linear in the level coordinates, are added exactly from
-    each row's curvature.
+    with ones on that term's level coordinates, gives for every level ``j`` the column of
+    ``H`` at ``(j, k)`` restricted to that level's own coordinates ``(j, m)``: the diagonal
+    and, with group slopes, the couplings between the terms of one level (intercept and
+    slope share the level's rows, so that ``K x K`` block is far from diagonal). Every
+    other coordinate (common effects, SDs, correlations, family parameters) gets a product
+    of its own, which is a whole column of ``H``. Together: ``H`` but for the couplings
+    between levels of different factors. Returns the dense Cholesky factor of the inverse
+    of that matrix (``layout.dense``), with those couplings, which come from the likelihood
+    alone and are linear in the level coordinates, added exactly from each row's curvature;
+    or ``diag(H)^-1/2``.
+
+    A direction of non-positive curvature (the point is a rebalanced mode, not a maximum)
+    gets the scale of its curvature's absolute value, never more than :data:`MAX_SCALE`:
+    dropping the within-level blocks once made such a direction look flat and gave it a
+    scale of hundreds, which threw the chains' starting points far into the tails.
     """
     hvps = _programs(layout)["hvps"]
     D = layout.dim
-    probes, owners = [], []
+    probes, owners, level_terms = [], [], []
     level = np.zeros(D, dtype=bool)
     for fl in layout.factors:
+        idx = fl.level_start + np.arange(fl.n_levels)[:, None] * fl.n_terms + np.arange(
+            fl.n_terms)[None, :]  # (G, K): coordinate of level j, term k
+        level[idx] = True
         for k in range(fl.n_terms):
-            idx = fl.level_start + np.arange(fl.n_levels) * fl.n_terms + k
-            level[idx] = True
-            owners.append(idx)
+            owners.append(idx[:, k])
+            level_terms.append(idx)
     small = np.flatnonzero(~level)
     for idx in owners:
         v = np.zeros(D)
@@ -616,8 +628,12 @@ def _scale(layout: GlmmLayout, theta: np.ndarray, data: dict) -> np.ndarray:
     for row, idx in zip(Hv, owners, strict=True):
         diag[idx] = row[idx]
     ok = np.isfinite(diag) & (diag > 0)
+    floor = 1.0 / MAX_SCALE ** 2
     if layout.dense and np.all(np.isfinite(Hv)):
         H = np.diag(np.where(ok, diag, 1.0))
+        for row, idx, block in zip(Hv, owners, level_terms, strict=False):
+            for m in range(block.shape[1]):  # H[(j, m), (j, k)] for every level j
+                H[block[:, m], idx] = row[block[:, m]]
         cols = Hv[len(Hv) - len(small):]  # (len(small), D): H[small, :]
         H[small, :] = cols
         H[:, small] = cols.T
@@ -625,9 +641,9 @@ def _scale(layout: GlmmLayout, theta: np.ndarray, data: dict) -> np.ndarray:
         H = 0.5 * (H + H.T)
         vals, vecs = np.linalg.eigh(H)
         if vals.max() > 0:
-            vals = np.maximum(vals, vals.max() * 1e-8)
+            vals = np.maximum(np.abs(vals), max(vals.max() * 1e-8, floor))
             return vecs / np.sqrt(vals)  # S S' = H^-1
-    return 1.0 / np.sqrt(np.where(ok, diag, 1.0))
+    return 1.0 / np.sqrt(np.maximum(np.where(ok, diag, 1.0), floor))
 
 
 def _add_cross_factor(layout: GlmmLayout, H: np.ndarray, theta: np.ndarray,
