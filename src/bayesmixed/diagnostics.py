@@ -78,6 +78,12 @@ class Diagnostics:
         The engine that sampled (``fit.settings.engine``), for engine-specific advice.
     rows : int or None
         Rows of the data, for the advice on the Gibbs sampler.
+    laplace_khat : float or None
+        Fits with ``marginalize="laplace"``: the Pareto ``k_hat`` of the importance weights
+        of the draws (exact joint density over the Laplace approximation's); above
+        ``laplace_k_max`` the approximation is flagged. None for the other engines.
+    laplace_k_max : float
+        The threshold for ``laplace_khat`` (0.7, as for PSIS).
     """
 
     table: pd.DataFrame
@@ -90,6 +96,8 @@ class Diagnostics:
     chains: int = 2
     engine: str | None = None
     rows: int | None = None
+    laplace_khat: float | None = None
+    laplace_k_max: float = 0.7
 
     @property
     def high_rhat(self) -> list[str]:
@@ -107,9 +115,15 @@ class Diagnostics:
         return list(self.table.index[~(ess >= self.ess_min)])
 
     @property
+    def laplace_poor(self) -> bool:
+        """The Laplace approximation's importance weights have ``k_hat > laplace_k_max``."""
+        return self.laplace_khat is not None and not self.laplace_khat <= self.laplace_k_max
+
+    @property
     def converged(self) -> bool:
-        """No divergences, every R-hat and ESS within the thresholds."""
-        return not (self.divergences or self.high_rhat or self.low_ess)
+        """No divergences, every R-hat and ESS within the thresholds (and, for a Laplace
+        fit, its ``k_hat`` too)."""
+        return not (self.divergences or self.high_rhat or self.low_ess or self.laplace_poor)
 
     def convergence_message(self) -> str | None:
         """The text of the convergence warning, or None when there is nothing to report."""
@@ -147,6 +161,12 @@ class Diagnostics:
                     "informed; use NUTS, model.fit(sampler='numpyro'), which sampler='auto' "
                     "picks for models of this size."
                 )
+        if self.laplace_poor:
+            lines.append(
+                f"- the Laplace approximation of the group effects is poor (Pareto k_hat "
+                f"{self.laplace_khat:.2f} > {self.laplace_k_max:g} for the exact density over "
+                "the approximate one): fit the full model, model.fit(marginalize='auto')."
+            )
         return "\n".join(lines)
 
     def singular_message(self) -> str | None:
@@ -167,6 +187,9 @@ class Diagnostics:
         )
         if self.chains == 1:
             head += " R-hat needs two or more chains; with one it is not checked."
+        if self.laplace_khat is not None and not self.laplace_poor:
+            head += (f" Laplace approximation: Pareto k_hat {self.laplace_khat:.2f} <= "
+                     f"{self.laplace_k_max:g}.")
         parts = [head]
         if self.singular:
             parts.append(self.singular_message() or "")
@@ -257,7 +280,20 @@ def diagnose(fit: Fit, *, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) 
         chains=chains,
         engine=getattr(fit.settings, "engine", None),
         rows=getattr(getattr(fit, "design", None), "n", None),
+        laplace_khat=_laplace_khat(posterior),
+        laplace_k_max=_laplace_k_max(),
     )
+
+
+def _laplace_khat(posterior: Any) -> float | None:
+    value = posterior.attrs.get("laplace_pareto_k")
+    return None if value is None else float(value)
+
+
+def _laplace_k_max() -> float:
+    from bayesmixed.engines.laplace import PARETO_K_MAX
+
+    return PARETO_K_MAX
 
 
 def _sample_stats(idata: Any):

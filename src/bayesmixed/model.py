@@ -170,7 +170,7 @@ class Model:
         chain_method : {"parallel", "vectorized", "sequential"}, optional
             How JAX runs the chains; parallel when JAX has a device per chain, else one
             after the other (with a warning naming the fix if "parallel" was asked for).
-        marginalize : {"auto", True, False}
+        marginalize : {"auto", True, False, "laplace"}
             Integrate Gaussian group effects out exactly and sample only the
             hyper-parameters, then draw ``r_<g>`` from its exact conditional (same
             posterior, same variables, several times faster; see ``docs/benchmarks.md``).
@@ -180,6 +180,10 @@ class Model:
             negativebinomial model with its usual link runs on the JAX engine
             :mod:`bayesmixed.engines.glmm` (centred or non-centred per factor, chosen from
             the data); other families, links or priors use PyMC's graph translated to JAX.
+            ``"laplace"`` (opt-in) integrates the group effects of such a model out by a
+            Laplace approximation and samples only the hyper-parameters; the
+            approximation's error is in ``fit.diagnostics().laplace_khat`` (see
+            :mod:`bayesmixed.engines.laplace`).
 
         Returns
         -------

@@ -116,6 +116,8 @@ def _marginalize(fit: Fit, sampler: str) -> bool | str:
     A refit with another ``sampler`` lets the chooser decide.
     """
     engine = fit.settings.engine or fit.idata["posterior"].attrs.get("engine")
+    if engine == "laplace" and sampler == fit.settings.sampler:
+        return "laplace"
     if sampler != fit.settings.sampler or engine not in ("marginal", "nuts"):
         return "auto"  # gibbs: sampler='gibbs' pins it
     if engine == "marginal":

@@ -22,6 +22,9 @@ glmm       numpyro NUTS on the full model's log density written in JAX from the
 marginal   NUTS on the hyper-parameters, group effects integrated out exactly
            (Gaussian, identity link, one grouping factor); then exact draws
 gibbs      blocked Gibbs sweeps for large Gaussian models (identity link)
+laplace    NUTS on the hyper-parameters, group effects integrated out by a
+           Laplace approximation (opt-in: ``marginalize="laplace"``); then
+           drawn from it, its error measured by importance weights
 ========== ==================================================================
 """
 
@@ -41,7 +44,8 @@ __all__ = ["AUTO_GIBBS_LEVELS", "AUTO_GIBBS_ROWS", "ENGINES", "MAPS_RELEASE_FRAC
 
 #: engine name -> module (imported on first use)
 ENGINES = {"nuts": "bayesmixed.engines.nuts", "marginal": "bayesmixed.engines.marginal",
-           "gibbs": "bayesmixed.engines.gibbs", "glmm": "bayesmixed.engines.glmm"}
+           "gibbs": "bayesmixed.engines.gibbs", "glmm": "bayesmixed.engines.glmm",
+           "laplace": "bayesmixed.engines.laplace"}
 
 #: compiled programs are released before a fit once the process holds this fraction of the
 #: kernel's limit on memory mappings (``vm.max_map_count``; XLA aborts the process there)
@@ -65,7 +69,9 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
     :data:`AUTO_GIBBS_LEVELS` levels that have no exact marginal form (several grouping
     factors), and numpyro otherwise. With numpyro, ``marginalize="auto"`` integrates the
     group effects out whenever the model has an exact marginal form (always faster: fewer
-    parameters, no funnel), ``True`` insists on it, ``False`` samples the full model.
+    parameters, no funnel), ``True`` insists on it, ``False`` samples the full model, and
+    ``"laplace"`` integrates them out approximately (:mod:`bayesmixed.engines.laplace`;
+    any family the glmm engine writes, never chosen automatically).
     The full model of a non-Gaussian family (:data:`bayesmixed.engines.glmm.CHOSEN_FAMILIES`)
     runs on the ``glmm`` engine when it supports the model's link and priors and the
     sampler is numpyro; every other full model runs on ``nuts`` (PyMC's graph translated
@@ -80,7 +86,7 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
     settings : SamplerSettings
         Validated options (its ``sampler`` is replaced by the choice).
     sampler : {"auto", "numpyro", "blackjax", "pymc", "gibbs"}
-    marginalize : {"auto", True, False}
+    marginalize : {"auto", True, False, "laplace"}
 
     Returns
     -------
@@ -91,11 +97,13 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
     ------
     SamplingError
         An unknown ``sampler`` or ``marginalize``, ``sampler="gibbs"`` on a model Gibbs
-        cannot run, or ``marginalize=True`` on a model without an exact marginal form.
+        cannot run, ``marginalize=True`` on a model without an exact marginal form, or
+        ``marginalize="laplace"`` on a model the Laplace route cannot run.
     """
     if not (isinstance(marginalize, bool) or (isinstance(marginalize, str)
-                                                and marginalize == "auto")):
-        raise SamplingError(f"marginalize={marginalize!r} must be 'auto', True or False.")
+                                                and marginalize in ("auto", "laplace"))):
+        raise SamplingError(
+            f"marginalize={marginalize!r} must be 'auto', True, False or 'laplace'.")
     if sampler != "auto" and sampler not in SAMPLERS:
         raise SamplingError(
             f"Unknown sampler {sampler!r}; choose 'auto' or one of {', '.join(SAMPLERS)}."
@@ -106,6 +114,16 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
                                    engine_reason=reason)
 
     gibbs, marginal = engine("gibbs"), engine("marginal")
+    if marginalize == "laplace":
+        why_not = (f"sampler={sampler!r}" if sampler not in ("auto", "numpyro")
+                   else engine("laplace").supports(design, priors))
+        if why_not:
+            raise SamplingError(
+                f"marginalize='laplace' is not possible for this model: {why_not}. It needs "
+                "sampler='numpyro' (or 'auto'), a family and link of the glmm engine, its "
+                "priors and at least one grouping factor; use marginalize='auto'.")
+        return done("laplace", "numpyro", "marginalize='laplace': group effects integrated "
+                    "out by a Laplace approximation")
     if sampler == "gibbs":
         why_not = gibbs.supports(design, priors)
         if why_not:
@@ -131,7 +149,7 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
         if design.family_name not in glmm.CHOSEN_FAMILIES:
             return done("nuts", sampler, reason)
         why_glmm = (f"sampler={sampler!r}" if sampler != "numpyro"
-                    else _glmm_slopes(design) or glmm.supports(design, priors))
+                    else glmm.supports(design, priors))
         if why_glmm is None:
             return done("glmm", sampler, f"{reason}; {design.family_name} family: the "
                         "full model's JAX log density")
@@ -199,19 +217,3 @@ def _release_before_the_limit() -> None:
     if maps is not None and maps[0] > MAPS_RELEASE_FRACTION * maps[1]:
         clear_compiled()
 
-
-def _glmm_slopes(design: Any) -> str | None:
-    """Why the chooser keeps a model with group slopes off the glmm engine (or None).
-
-    The engine's density matches PyMC's for every block, but its warm start mis-scales some
-    models with group slopes: Poisson and binomial ``(x | g)`` and ``(x || g)`` fits of
-    ``tests/test_families.py`` missed the simulated slope or did not mix. Until that is
-    found, only models whose grouping factors vary by intercept alone are sent to it
-    (VerbAgg, epilepsy, cbpp); the others take the PyMC path, as before.
-    """
-    import numpy as np
-
-    for fac in design.factors:
-        if len(fac.terms) != 1 or not np.all(fac.X == 1.0):
-            return f"group slopes on {fac.label!r}: only group intercepts are chosen for it"
-    return None

@@ -582,8 +582,10 @@ def _identity(layout: GlmmLayout) -> np.ndarray:
     return np.eye(layout.dim) if layout.dense else np.ones(layout.dim)
 
 
-def _scale(layout: GlmmLayout, theta: np.ndarray, data: dict) -> np.ndarray:
-    """Preconditioner ``S`` at ``theta`` from a structured Hessian ``H``.
+def _structured_hessian(layout: GlmmLayout, theta: np.ndarray,
+                        data: dict) -> tuple[np.ndarray, np.ndarray | None]:
+    """The diagonal of the Hessian ``H`` of the negative log density at ``theta`` and, for
+    a ``layout.dense`` layout, ``H`` itself (else ``None``), from few Hessian-vector products.
 
     Levels of one factor share no rows, so one Hessian-vector product per (factor, term),
     with ones on that term's level coordinates, gives for every level ``j`` the column of
@@ -591,16 +593,9 @@ def _scale(layout: GlmmLayout, theta: np.ndarray, data: dict) -> np.ndarray:
     and, with group slopes, the couplings between the terms of one level (intercept and
     slope share the level's rows, so that ``K x K`` block is far from diagonal). Every
     other coordinate (common effects, SDs, correlations, family parameters) gets a product
-    of its own, which is a whole column of ``H``. Together: ``H`` but for the couplings
-    between levels of different factors. Returns the dense Cholesky factor of the inverse
-    of that matrix (``layout.dense``), with those couplings, which come from the likelihood
-    alone and are linear in the level coordinates, added exactly from each row's curvature;
-    or ``diag(H)^-1/2``.
-
-    A direction of non-positive curvature (the point is a rebalanced mode, not a maximum)
-    gets the scale of its curvature's absolute value, never more than :data:`MAX_SCALE`:
-    dropping the within-level blocks once made such a direction look flat and gave it a
-    scale of hundreds, which threw the chains' starting points far into the tails.
+    of its own, which is a whole column of ``H``. The couplings between levels of different
+    factors, which come from the likelihood alone and are linear in the level coordinates,
+    are added exactly from each row's curvature. The result is the exact Hessian.
     """
     hvps = _programs(layout)["hvps"]
     D = layout.dim
@@ -627,22 +622,36 @@ def _scale(layout: GlmmLayout, theta: np.ndarray, data: dict) -> np.ndarray:
     diag = np.ones(D)
     for row, idx in zip(Hv, owners, strict=True):
         diag[idx] = row[idx]
-    ok = np.isfinite(diag) & (diag > 0)
+    if not layout.dense:
+        return diag, None
+    H = np.diag(diag)
+    for row, idx, block in zip(Hv, owners, level_terms, strict=False):
+        for m in range(block.shape[1]):  # H[(j, m), (j, k)] for every level j
+            H[block[:, m], idx] = row[block[:, m]]
+    cols = Hv[len(Hv) - len(small):]  # (len(small), D): H[small, :]
+    H[small, :] = cols
+    H[:, small] = cols.T
+    _add_cross_factor(layout, H, theta, data)
+    return diag, 0.5 * (H + H.T)
+
+
+def _scale(layout: GlmmLayout, theta: np.ndarray, data: dict) -> np.ndarray:
+    """Preconditioner ``S`` at ``theta``: ``S S' = H^-1`` (dense) or ``diag(H)^-1/2``.
+
+    ``H`` is :func:`_structured_hessian`'s. A direction of non-positive curvature (the
+    point is a rebalanced mode, not a maximum) gets the scale of its curvature's absolute
+    value, never more than :data:`MAX_SCALE`. (Dropping the within-level blocks of ``H``
+    once made a direction of slope models look flat; its scale of hundreds threw the
+    chains' starting points far into the tails, where they stuck.)
+    """
+    diag, H = _structured_hessian(layout, theta, data)
     floor = 1.0 / MAX_SCALE ** 2
-    if layout.dense and np.all(np.isfinite(Hv)):
-        H = np.diag(np.where(ok, diag, 1.0))
-        for row, idx, block in zip(Hv, owners, level_terms, strict=False):
-            for m in range(block.shape[1]):  # H[(j, m), (j, k)] for every level j
-                H[block[:, m], idx] = row[block[:, m]]
-        cols = Hv[len(Hv) - len(small):]  # (len(small), D): H[small, :]
-        H[small, :] = cols
-        H[:, small] = cols.T
-        _add_cross_factor(layout, H, theta, data)
-        H = 0.5 * (H + H.T)
+    if H is not None and np.all(np.isfinite(H)):
         vals, vecs = np.linalg.eigh(H)
         if vals.max() > 0:
             vals = np.maximum(np.abs(vals), max(vals.max() * 1e-8, floor))
             return vecs / np.sqrt(vals)  # S S' = H^-1
+    ok = np.isfinite(diag) & (diag > 0)
     return 1.0 / np.sqrt(np.maximum(np.where(ok, diag, 1.0), floor))
 
 
