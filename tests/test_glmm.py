@@ -340,3 +340,15 @@ def test_recovers_a_simulated_slope_sd_and_correlation(family):
     for name, value in truth.items():
         assert table.loc[name, "q2.5"] <= value <= table.loc[name, "q97.5"], (
             name, table.loc[name])
+
+
+def test_slope_factors_need_more_information_to_be_centred():
+    """``kappa`` about 1.3 for the slope: centred for an intercept, not for a slope."""
+    model = bm.Model("y ~ x + (x || g)", _slope_data("bernoulli", 11, 20, 20),
+                     family="bernoulli")
+    problem = glmm.warm_start(glmm.prepare(model.design, model.priors))
+    assert problem.layout.factors[0].centred is False
+    rich = bm.Model("y ~ x + (x | g)", _slope_data("poisson", 3, 8, 150, sd=(1.0, 0.8)),
+                    family="poisson")
+    problem = glmm.warm_start(glmm.prepare(rich.design, rich.priors))
+    assert problem.layout.factors[0].centred is True
