@@ -285,10 +285,11 @@ def warm_start(problem: glmm.GlmmProblem) -> tuple[glmm.GlmmLayout, dict]:
 
 
 def pareto_khat(log_weights: np.ndarray) -> float:
-    """Pareto-smoothed importance sampling's shape ``k_hat`` of the weights (ArviZ)."""
-    import arviz as az
+    """Pareto-smoothed importance sampling's shape ``k_hat`` of the weights (ArviZ's
+    ``psislw``, which takes the negated log weights, as for leave-one-out)."""
+    from arviz_stats.base.array import array_stats
 
-    _, khat = az.psislw(np.asarray(log_weights, dtype=float).reshape(-1))
+    _, khat = array_stats.psislw(-np.asarray(log_weights, dtype=float).reshape(-1))
     return float(khat)
 
 
