@@ -179,6 +179,7 @@ def test_laplace_fit_agrees_with_the_full_model(laplace_fits):
     diag = ours.diagnostics()
     assert diag.laplace_khat is not None and diag.laplace_khat < laplace.PARETO_K_MAX
     assert "Laplace approximation: Pareto k_hat" in repr(diag)
+    assert "(numpyro NUTS, group effects Laplace-approximated)" in repr(ours)
     assert full.diagnostics().laplace_khat is None
     assert ours.summary()["r_hat"].max() < 1.05
 

@@ -430,4 +430,6 @@ def _engine_words(settings: SamplerSettings) -> str:
         return "gibbs"
     if engine == "marginal":
         return f"{settings.sampler} NUTS, group effects marginalised"
+    if engine == "laplace":
+        return f"{settings.sampler} NUTS, group effects Laplace-approximated"
     return f"{settings.sampler} NUTS"
