@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 import bayesmixed as bm
+from bayesmixed import prior_numpy
 from bayesmixed import prior_table as table
 from bayesmixed.engines import choose_engine, gibbs, marginal
 from bayesmixed.engines.common import SamplerSettings, configure_jax, place_chains
@@ -53,6 +54,8 @@ IDS = [f"{name}-{'-'.join(params) or 'default'}" for name, params, _ in PRIORS]
 
 def test_every_table_row_is_tested():
     assert {name for name, _, _ in PRIORS} | {"Lognormal"} == set(table.SUPPORTED_PRIORS)
+    # and has a NumPy twin (a row without one would make marginal fits compile more)
+    assert all(prior_numpy.has_twin(name) for name in table.SUPPORTED_PRIORS)
 
 
 def _exact(name, params):
@@ -101,7 +104,10 @@ def test_prior_densities_agree_on_every_engine(name, params, points):
                                                           {k: v[i:i + 1] for k, v in
                                                            data.items()}))
                               for i in range(len(x))]),
+        # the NumPy twin the marginal engine's mode search evaluates
+        "numpy": prior_numpy.log_prob(name, table.canonical(prior), x),
     }
+    np.testing.assert_allclose(engines["numpy"], ours, rtol=1e-12, atol=1e-12)
     if sup == table.POSITIVE:  # the Gibbs engine takes positive priors (SDs and sigma)
         engines["gibbs"] = np.array([float(table.log_prob(name, gibbs._canon(prior, "x"), v))
                                      for v in x])
@@ -134,6 +140,9 @@ def test_marginal_transforms_match_what_pymc_samples(name, params, points):
         value, jac = marginal._constrain(slot, np.array([u]), one)
         np.testing.assert_allclose(np.asarray(value), [points[i]], rtol=1e-10)
         ours.append(float(jac + marginal._prior_logp(slot, value, one)))
+        value_np, jac_np = marginal._constrain(slot, np.array([u]), one, np)  # NumPy twin
+        np.testing.assert_allclose(value_np, np.asarray(value), rtol=1e-12)
+        assert float(jac_np) == pytest.approx(float(jac), rel=1e-12, abs=1e-12)
     np.testing.assert_allclose(np.diff(ours), np.diff(theirs), rtol=0, atol=1e-8)
 
 

@@ -136,6 +136,82 @@ def test_lkj_cholesky_density_and_jacobian(k, eta):
     assert logjac[0] == pytest.approx(np.log(abs(np.linalg.det(J))), rel=1e-6, abs=1e-6)
 
 
+@pytest.mark.parametrize(("k", "eta"), [(2, 1.0), (3, 2.5), (4, 0.7)])
+def test_lkj_cholesky_numpy_twin_equals_numpyro(k, eta):
+    from bayesmixed import prior_numpy
+    from bayesmixed.engines.common import configure_jax
+
+    configure_jax()
+    xs = np.random.default_rng(k).normal(size=(5, k * (k - 1) // 2)) * 1.5
+    L, logjac, logprior = (np.asarray(a) for a in marginal._lkj_cholesky(xs, k, eta))
+    L_np, logjac_np, logprior_np = marginal._lkj_cholesky(xs, k, eta, np)
+    np.testing.assert_allclose(L_np, L, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(logjac_np, logjac, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(logprior_np, logprior, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(prior_numpy.corr_cholesky_inverse(L_np), xs, rtol=1e-8)
+
+
+# priors of every support kind on every slot (Uniform sigma: the logit transform)
+TWIN_PRIORS = {
+    "Intercept": bm.Prior("StudentT", nu=3, mu=250, sigma=50),
+    "Days": bm.Prior("Laplace", mu=0, b=20),
+    "sd(Intercept|Subject)": bm.Prior("Gamma", alpha=2, beta=0.05),
+    "sd(Days|Subject)": bm.Prior("HalfStudentT", nu=4, sigma=10),
+    "sigma": bm.Prior("Uniform", lower=0, upper=200),
+    "cor(Subject)": 1.7,
+}
+
+
+@pytest.mark.parametrize(("case", "priors"), [
+    ("slope", None), ("uncorrelated", None), ("block3", None), ("slope", TWIN_PRIORS),
+    ("uncorrelated", {k: v for k, v in TWIN_PRIORS.items() if not k.startswith("cor")}),
+], ids=["slope", "uncorrelated", "block3", "slope-mixed-priors", "uncorrelated-mixed-priors"])
+def test_numpy_density_equals_the_sampled_jax_density(case, priors):
+    """The density the mode search evaluates in NumPy is the one NUTS samples (JAX)."""
+    formula, kind = SMALL[case]
+    model = bm.Model(formula, _small_data(kind), priors=priors)
+    problem = marginal.prepare(model.design, model.priors)
+    density = marginal._Density.of(problem)
+    assert density.numpy
+    rng = np.random.default_rng(4)
+    theta = problem.data["mode"] + rng.normal(size=(6, problem.dim)) @ problem.data["scale"].T
+    stats_ = marginal._statistics(problem.data)
+    jax_values = np.array([float(marginal._programs()["value_and_grad"](
+        t, stats_, problem.layout)[0]) for t in theta])
+    np.testing.assert_allclose(density.logp(theta), jax_values, rtol=1e-10)
+    _, grad = marginal._programs()["value_and_grad"](theta[0], stats_, problem.layout)
+    value_np, grad_np = density.value_and_grad(theta[0])
+    assert value_np == pytest.approx(jax_values[0], rel=1e-12)
+    np.testing.assert_allclose(grad_np, np.asarray(grad), rtol=1e-5,
+                               atol=1e-6 * np.abs(np.asarray(grad)).max())
+    beta, sd, L, sigma = marginal._constrained(theta, problem.data, problem.layout, np)
+    ref = marginal._programs()["constrained"](theta, stats_, problem.layout)
+    for ours, theirs in zip((beta, sd, L, sigma), ref, strict=True):
+        np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-12, atol=1e-14)
+
+
+def test_mode_search_compiles_nothing_and_matches_the_compiled_route(monkeypatch):
+    """Small models find their mode and curvature in NumPy (no JAX program traced or
+    compiled before sampling); larger ones with the compiled gradient, to the same point."""
+    model = bm.Model("Reaction ~ Days + (Days | Subject)", bm.datasets.sleepstudy())
+    marginal._programs.cache_clear()
+    fast = marginal.prepare(model.design, model.priors)
+    assert marginal._programs.cache_info().currsize == 0  # nothing compiled
+    monkeypatch.setattr(marginal, "NUMPY_WORK", 0)
+    compiled = marginal.prepare(model.design, model.priors)
+    assert not marginal._Density.of(compiled).numpy
+    assert marginal._programs.cache_info().currsize == 1
+    # same mode; same curvature (the preconditioner's covariance) to a few percent
+    np.testing.assert_allclose(fast.data["mode"], compiled.data["mode"], rtol=1e-4, atol=1e-4)
+    cov_fast = fast.data["scale"] @ fast.data["scale"].T
+    cov_compiled = compiled.data["scale"] @ compiled.data["scale"].T
+    np.testing.assert_allclose(cov_fast, cov_compiled, rtol=0.02,
+                               atol=0.02 * np.abs(cov_compiled).max())
+    # near-Gaussian posterior on theta: the Laplace SD of log sigma is about 1/sqrt(2n)
+    sd_log_sigma = np.sqrt(cov_fast[-1, -1])
+    assert sd_log_sigma == pytest.approx(1 / np.sqrt(2 * 180), rel=0.15)
+
+
 def _settings(**kw):
     return SamplerSettings(**{"draws": 50, "tune": 50, "chains": 2, "random_seed": 1, **kw})
 

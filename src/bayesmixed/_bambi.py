@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bayesmixed._imports import import_heavy
 from bayesmixed.errors import FamilyError, FormulaError
 from bayesmixed.priors import Prior
 
@@ -126,6 +127,7 @@ class BambiCommon:
 
 def family_names() -> list[str]:
     """Names of Bambi's built-in families."""
+    import_heavy("bambi")
     from bambi.defaults.families import BUILTIN_FAMILIES
 
     return sorted(BUILTIN_FAMILIES)
@@ -153,8 +155,7 @@ def common_part(
         The common part of each family parameter's formula (``{"sigma": "Days"}``), read
         as Bambi reads ``bmb.Formula(formula, "sigma ~ Days")``.
     """
-    import bambi as bmb
-
+    bmb = import_heavy("bambi")
     if family not in family_names():
         raise FamilyError(
             f"Unknown family {family!r}; choose one of {', '.join(family_names())}."
@@ -296,6 +297,7 @@ def _to_prior(bprior: Any) -> Prior:
 
 def inverse_link(name: str):
     """PyTensor inverse-link function for a link name."""
+    import_heavy("bambi")
     from bambi.backend.pymc import PyMCModel
 
     return PyMCModel.INVLINKS[name]
@@ -303,6 +305,7 @@ def inverse_link(name: str):
 
 def likelihood_distribution(family: Any):
     """PyMC distribution class for a Bambi family's likelihood."""
+    import_heavy("bambi")
     from bambi.backend.utils import get_distribution_from_likelihood
 
     return get_distribution_from_likelihood(family.likelihood)
@@ -310,6 +313,7 @@ def likelihood_distribution(family: Any):
 
 def family_parameters(family: str) -> list[str]:
     """Names of a built-in family's parameters (``["mu", "sigma"]``), parent first."""
+    import_heavy("bambi")
     from bambi.defaults.families import BUILTIN_FAMILIES
 
     return list(BUILTIN_FAMILIES[family]["likelihood"]["params"])
@@ -320,6 +324,7 @@ def family_links(family: str) -> tuple[str, list[str], str]:
 
     Used to check ``link=`` before Bambi builds anything.
     """
+    import_heavy("bambi")
     from bambi.defaults.families import BUILTIN_FAMILIES
 
     spec = BUILTIN_FAMILIES[family]

@@ -36,6 +36,7 @@ import sys
 from importlib import import_module
 from typing import Any
 
+from bayesmixed._imports import import_tqdm_auto
 from bayesmixed.engines.common import SAMPLERS, SamplerSettings, memory_maps
 from bayesmixed.errors import SamplingError
 
@@ -180,6 +181,7 @@ def run(design: Any, priors: Any, settings: SamplerSettings) -> tuple[Any, float
             f"Unknown engine {settings.engine!r}; engines: {', '.join(ENGINES)}."
         )
     _release_before_the_limit()
+    import_tqdm_auto()  # before numpyro imports it: no ipywidgets warning in notebooks
     idata, seconds = engine(settings.engine).fit(design, priors, settings)
     idata["posterior"].attrs["engine"] = settings.engine
     return idata, seconds

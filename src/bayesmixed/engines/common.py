@@ -194,7 +194,9 @@ def configure_jax(x64: bool = True) -> None:
     first of a given structure. Set ``BAYESMIXED_JAX_CACHE=0`` to leave JAX's cache
     settings alone (and keep no traced programs either).
     """
-    import jax
+    from bayesmixed._imports import import_heavy
+
+    jax = import_heavy("jax")
 
     if x64:
         jax.config.update("jax_enable_x64", True)

@@ -29,8 +29,8 @@ conditional ``u_j ~ N(M_j^{-1} T' Z_j' r_j / sigma^2, M_j^{-1})``, ``r_j = T u_j
 posterior has the same variables as the full model's (``ranef``, predictions and plots work
 unchanged).
 
-Sampling space. Before NUTS starts, the log density is maximised in numpy (no compilation)
-and its Hessian taken by finite differences; NUTS then runs on ``xi`` with
+Sampling space. Before NUTS starts, the log density is maximised (scipy's L-BFGS) and its
+Hessian taken by finite differences; NUTS then runs on ``xi`` with
 ``theta = mode + C xi`` (``C C' =`` the inverse Hessian), an affine map with a constant
 Jacobian that leaves the posterior unchanged but starts warm-up with a sensible scale and
 correlation structure. Priors, their supports and transforms come from the shared table
@@ -39,11 +39,16 @@ are sampled on the log scale, ``Uniform``-priored ones on the logit scale (as Py
 them), LKJ Cholesky factors through numpyro's ``CorrCholeskyTransform`` (Stan's signed
 stick-breaking of ``tanh`` values) with numpyro's ``LKJCholesky`` density.
 
-Compilation. The data (sufficient statistics, prior parameters, the sampling-space map)
-are arguments of every compiled program, never constants: the mode search, the Hessian,
-NUTS and the map back to the parameters are compiled once per model structure and shapes
-and reused by later fits in the process (and across processes through JAX's persistent
-cache).
+Compilation. Only NUTS is compiled. The mode search, the Hessian, the checks of starting
+points and the map from draws back to the parameters evaluate the same density in NumPy
+(:mod:`bayesmixed.prior_numpy`, the prior table's NumPy twins; gradients by central
+differences, many points per call), so a fresh process pays no tracing or compilation
+before sampling (it did: about three seconds of the sleepstudy fit). Models too large for
+that (:data:`NUMPY_WORK`) or with a prior without a twin use compiled JAX programs of the
+density instead. The data (sufficient statistics, prior parameters, the sampling-space
+map) are arguments of every compiled program, never constants: NUTS is compiled once per
+model structure and shapes and reused by later fits in the process (and across processes
+through exported programs and JAX's persistent cache, ``docs/benchmarks.md``).
 
 Precision. Sufficient statistics are taken about the least-squares fit (``y0 = y - X
 beta_ols``, so ``X'y0 = 0`` and ``y'y`` never cancels against ``beta'X'X beta``), which
@@ -66,6 +71,7 @@ from typing import Any
 
 import numpy as np
 
+from bayesmixed import prior_numpy
 from bayesmixed import prior_table as table
 from bayesmixed.engines.common import configure_jax, numpy_rng, seed_sequence, to_datatree
 from bayesmixed.errors import PriorError
@@ -139,15 +145,23 @@ def _slot_params(slot: _PriorSlot, data: dict) -> dict[str, Any]:
     return {n.rsplit(".", 1)[1]: data[n] for n in slot.params}
 
 
-def _prior_logp(slot: _PriorSlot, x, data: dict):
-    """Sum over the slot's coordinates of the prior log density at constrained ``x``."""
+def _prior_logp(slot: _PriorSlot, x, data: dict, xp: Any = None):
+    """Sum over the slot's coordinates of the prior log density at constrained ``x``.
+
+    ``xp=np`` evaluates the NumPy twin (:mod:`bayesmixed.prior_numpy`), else JAX.
+    """
+    if xp is np:
+        return np.sum(prior_numpy.log_prob(slot.dist, _slot_params(slot, data), x), axis=-1)
     import jax.numpy as jnp
 
     return jnp.sum(table.log_prob(slot.dist, _slot_params(slot, data), x), axis=-1)
 
 
-def _constrain(slot: _PriorSlot, theta, data: dict):
+def _constrain(slot: _PriorSlot, theta, data: dict, xp: Any = None):
     """Unconstrained ``theta`` (..., m) -> constrained value and log |Jacobian| (...)."""
+    if xp is np:
+        value, jac = prior_numpy.transform(slot.dist, _slot_params(slot, data)).forward(theta)
+        return value, np.sum(jac, axis=-1)
     import jax.numpy as jnp
 
     transform = table.transform(slot.dist, _slot_params(slot, data))
@@ -156,12 +170,14 @@ def _constrain(slot: _PriorSlot, theta, data: dict):
 
 
 def _unconstrain(slot: _PriorSlot, value: np.ndarray, data: dict) -> np.ndarray:
-    """Inverse of :func:`_constrain` (numpy out), for starting values."""
+    """Inverse of :func:`_constrain` (numpy in and out), for starting values."""
     params = _slot_params(slot, data)
     if slot.kind == _INTERVAL:
         lower, upper = params["low"], params["high"]
         value = lower + (upper - lower) * np.clip((value - lower) / (upper - lower),
                                                   1e-6, 1 - 1e-6)
+    if prior_numpy.has_twin(slot.dist):
+        return prior_numpy.transform(slot.dist, params).inverse(value)
     return np.asarray(table.transform(slot.dist, params).inv(value), dtype=float)
 
 
@@ -210,12 +226,16 @@ def _backward(C: list[list[Any]], b: list[Any]) -> list[Any]:
     return x
 
 
-def _lkj_cholesky(x, k: int, eta):
+def _lkj_cholesky(x, k: int, eta, xp: Any = None):
     """``k(k-1)/2`` reals -> Cholesky factor of a correlation matrix (numpyro's transform).
 
     Returns the factor ``(..., k, k)``, the log |Jacobian| of ``x -> strict lower
-    triangle`` and numpyro's ``LKJCholesky(k, eta)`` log density of the factor.
+    triangle`` and numpyro's ``LKJCholesky(k, eta)`` log density of the factor (``xp=np``:
+    their NumPy twins).
     """
+    if xp is np:
+        L, jac = prior_numpy.corr_cholesky(x, k)
+        return L, jac, prior_numpy.lkj_cholesky_log_prob(L, eta)
     transform = table.corr_cholesky_transform()
     L = transform(x)
     return L, transform.log_abs_det_jacobian(x, L), table.lkj_cholesky_log_prob(L, eta)
@@ -395,37 +415,40 @@ def prepare(design: Any, priors: Any) -> MarginalProblem:
     return problem
 
 
-def _unpack(theta, data: dict, layout: _Layout):
+def _unpack(theta, data: dict, layout: _Layout, xp: Any = None):
     """``theta`` (..., D) -> (beta, sd, L rows, T rows, sigma, log |Jacobian| + log prior).
 
-    JAX only: densities and transforms come from the prior table (numpyro).
+    JAX by default (densities and transforms from the prior table, numpyro); ``xp=np``
+    evaluates the same with their NumPy twins (:mod:`bayesmixed.prior_numpy`).
     """
-    import jax.numpy as jnp
+    if xp is not np:
+        import jax.numpy as jnp
 
+        xp = jnp
     P, K = layout.n_beta, layout.n_terms
     beta = theta[..., :P]
-    lp = jnp.zeros(theta.shape[:-1], dtype=theta.dtype)
+    lp = xp.zeros(theta.shape[:-1], dtype=theta.dtype)
     for slot in layout.beta_slots:
-        lp = lp + _prior_logp(slot, beta[..., slot.start:slot.stop], data)
+        lp = lp + _prior_logp(slot, beta[..., slot.start:slot.stop], data, xp)
     sds = []
     for slot in layout.sd_slots:
         raw = theta[..., P + slot.start:P + slot.stop]
-        value, jac = _constrain(slot, raw, data)
-        lp = lp + jac + _prior_logp(slot, value, data)
+        value, jac = _constrain(slot, raw, data, xp)
+        lp = lp + jac + _prior_logp(slot, value, data, xp)
         sds.append(value[..., 0])
-    zero = jnp.zeros(theta.shape[:-1], dtype=theta.dtype)
+    zero = xp.zeros(theta.shape[:-1], dtype=theta.dtype)
     Lc: list[list[Any]] = [[zero + (1.0 if i == j else 0.0) for j in range(K)] for i in range(K)]
     pos = layout.lkj_start
     for block, size in zip(layout.blocks, layout.lkj_sizes, strict=True):
-        Lb, jac, prior = _lkj_cholesky(theta[..., pos:pos + size], len(block), data["eta"])
+        Lb, jac, prior = _lkj_cholesky(theta[..., pos:pos + size], len(block), data["eta"], xp)
         lp = lp + jac + prior
         for a, ia in enumerate(block):
             for b, ib in enumerate(block):
                 Lc[ia][ib] = Lb[..., a, b]
         pos += size
     s = layout.sigma_index
-    sigma, jac = _constrain(layout.family_slot, theta[..., s:s + 1], data)
-    lp = lp + jac + _prior_logp(layout.family_slot, sigma, data)
+    sigma, jac = _constrain(layout.family_slot, theta[..., s:s + 1], data, xp)
+    lp = lp + jac + _prior_logp(layout.family_slot, sigma, data, xp)
     T = [[sds[i] * Lc[i][j] for j in range(K)] for i in range(K)]
     return beta, sds, Lc, T, sigma[..., 0], lp
 
@@ -475,13 +498,18 @@ def _log_density(theta, data: dict, layout: _Layout):
     return lp + _loglik(jnp, beta, T, sigma, data)
 
 
-def _constrained(theta, data: dict, layout: _Layout):
-    """``theta`` (..., D) -> beta, sd (..., K), Cholesky factor (..., K, K), sigma (JAX)."""
-    import jax.numpy as jnp
+def _constrained(theta, data: dict, layout: _Layout, xp: Any = None):
+    """``theta`` (..., D) -> beta, sd (..., K), Cholesky factor (..., K, K), sigma.
 
-    beta, sds, Lc, _, sigma, _ = _unpack(theta, data, layout)
-    L = jnp.stack([jnp.stack(row, axis=-1) for row in Lc], axis=-2)
-    return beta, jnp.stack(sds, axis=-1), L, sigma
+    JAX by default, NumPy with ``xp=np``.
+    """
+    if xp is not np:
+        import jax.numpy as jnp
+
+        xp = jnp
+    beta, sds, Lc, _, sigma, _ = _unpack(theta, data, layout, xp)
+    L = xp.stack([xp.stack(row, axis=-1) for row in Lc], axis=-2)
+    return beta, xp.stack(sds, axis=-1), L, sigma
 
 
 _SAMPLING_MAP = ("mode", "scale")
@@ -500,12 +528,12 @@ def _statistics(data: dict) -> dict:
 def _programs() -> dict[str, Callable]:
     """The marginal model's compiled programs, one per layout and shapes, data as arguments.
 
-    ``value_and_grad(theta, stats, layout)`` of the single-point log density (the mode
-    search, a finite-difference Hessian of exact gradients, checks of starting points) and
-    ``constrained`` (draws -> model parameters). ``layout`` is static; every array
-    (statistics, prior parameters) is an argument, so fits of new data with the same
-    structure reuse the programs (in-process, and across processes through JAX's
-    persistent cache). Few programs, because each costs seconds to compile the first time.
+    ``value_and_grad(theta, stats, layout)`` of the single-point log density and
+    ``constrained`` (draws -> model parameters), for models too large for the NumPy
+    evaluation (see :class:`_Density`) or with a prior that has no NumPy twin. ``layout``
+    is static; every array (statistics, prior parameters) is an argument, so fits of new
+    data with the same structure reuse the programs (in-process, and across processes
+    through JAX's persistent cache).
     """
     import jax
 
@@ -521,22 +549,101 @@ def clear_programs() -> None:
     _programs.cache_clear()
 
 
-def _value_and_grad(theta: np.ndarray, data: dict, layout: _Layout) -> tuple[float, np.ndarray]:
-    """The compiled log density and its gradient at one ``theta`` (D,) (-inf if not finite)."""
-    value, grad = _programs()["value_and_grad"](np.asarray(theta, float), _statistics(data),
-                                                layout)
-    value, grad = float(value), np.asarray(grad)
-    if not (np.isfinite(value) and np.all(np.isfinite(grad))):
-        return -np.inf, np.zeros_like(grad)
-    return value, grad
+#: Largest ``D * levels * K**2`` (about the work of one gradient) evaluated in NumPy; larger
+#: models use the compiled programs, whose compilation then costs less than the evaluations.
+NUMPY_WORK = 2_000_000
+
+#: Elements of the ``(points, levels, K, K)`` arrays of one NumPy evaluation batch.
+_BATCH_ELEMENTS = 4_000_000
 
 
-def _logp_np(theta: np.ndarray, data: dict, layout: _Layout) -> np.ndarray:
-    """The compiled log density at each row of ``theta`` (..., D) (non-finite -> -inf)."""
-    theta = np.asarray(theta, float)
-    flat = theta.reshape(-1, theta.shape[-1])
-    out = np.array([_value_and_grad(row, data, layout)[0] for row in flat])
-    return out.reshape(theta.shape[:-1])
+@dataclass(frozen=True)
+class _Density:
+    """The log posterior density for the work before sampling: mode, curvature, checks.
+
+    With ``numpy`` (every prior has a NumPy twin and the model is small, see
+    :data:`NUMPY_WORK`) it is evaluated in NumPy, many points at once, with gradients and
+    the Hessian by central differences: nothing is traced or compiled, so a fresh process
+    starts sampling at once. Otherwise the compiled JAX program gives exact gradients.
+    Both evaluate the density NUTS samples (``tests/test_marginal.py`` checks they agree).
+    """
+
+    data: dict
+    layout: _Layout
+    numpy: bool
+
+    @classmethod
+    def of(cls, problem: MarginalProblem) -> _Density:
+        layout = problem.layout
+        G, K = problem.data["c"].shape
+        twins = all(prior_numpy.has_twin(slot.dist) for slot in
+                    (*layout.beta_slots, *layout.sd_slots, layout.family_slot))
+        small = layout.dim * G * K * K <= NUMPY_WORK
+        return cls(problem.data, layout, twins and small)
+
+    def logp(self, theta: np.ndarray) -> np.ndarray:
+        """Log density at each row of ``theta`` (..., D); non-finite values are -inf."""
+        theta = np.asarray(theta, dtype=float)
+        flat = theta.reshape(-1, theta.shape[-1])
+        if not self.numpy:
+            out = np.array([self.value_and_grad(row)[0] for row in flat])
+            return out.reshape(theta.shape[:-1])
+        G, K = self.data["c"].shape
+        rows = max(1, _BATCH_ELEMENTS // max(G * K * max(K, self.layout.n_beta), 1))
+        out = np.empty(len(flat))
+        with np.errstate(all="ignore"):
+            for lo in range(0, len(flat), rows):
+                part = flat[lo:lo + rows]
+                beta, _, _, T, sigma, lp = _unpack(part, self.data, self.layout, np)
+                out[lo:lo + rows] = lp + _loglik(np, beta, T, sigma, self.data)
+        out[~np.isfinite(out)] = -np.inf
+        return out.reshape(theta.shape[:-1])
+
+    def _steps(self, theta: np.ndarray, rel: float) -> np.ndarray:
+        return rel * np.maximum(1.0, np.abs(theta))
+
+    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """Log density and its gradient at one ``theta`` (D,); ``-inf`` if not finite."""
+        theta = np.asarray(theta, dtype=float)
+        if self.numpy:
+            h = self._steps(theta, 6e-6)  # about eps ** (1/3): central differences
+            eye = np.diag(h)
+            values = self.logp(np.concatenate([theta[None], theta + eye, theta - eye]))
+            D = len(theta)
+            value, grad = values[0], (values[1:D + 1] - values[D + 1:]) / (2 * h)
+        else:
+            value, grad = _programs()["value_and_grad"](theta, _statistics(self.data),
+                                                        self.layout)
+            value, grad = float(value), np.asarray(grad)
+        if not (np.isfinite(value) and np.all(np.isfinite(grad))):
+            return -np.inf, np.zeros_like(theta)
+        return float(value), grad
+
+    def hessian(self, theta: np.ndarray) -> np.ndarray:
+        """Hessian of the log density at ``theta`` (D,) by central differences."""
+        D = len(theta)
+        if not self.numpy:  # of exact gradients
+            h = self._steps(theta, 1e-5)
+            H = np.empty((D, D))
+            for i in range(D):
+                e = np.zeros(D)
+                e[i] = h[i]
+                H[:, i] = (self.value_and_grad(theta + e)[1]
+                           - self.value_and_grad(theta - e)[1]) / (2 * h[i])
+            return H
+        h = self._steps(theta, 1e-4)  # about eps ** (1/4): second differences of values
+        E = np.diag(h)
+        i, j = np.triu_indices(D, 1)
+        points = np.concatenate([
+            theta[None], theta + E, theta - E,
+            theta + E[i] + E[j], theta + E[i] - E[j], theta - E[i] + E[j], theta - E[i] - E[j],
+        ])
+        f = self.logp(points)
+        f0, plus, minus = f[0], f[1:D + 1], f[D + 1:2 * D + 1]
+        pp, pm, mp, mm = np.split(f[2 * D + 1:], 4)
+        H = np.diag((plus - 2 * f0 + minus) / h**2)
+        H[i, j] = H[j, i] = (pp - pm - mp + mm) / (4 * h[i] * h[j])
+        return H
 
 
 def marginal_loglik(problem: MarginalProblem, beta: np.ndarray, sd: np.ndarray,
@@ -562,7 +669,7 @@ def marginal_loglik(problem: MarginalProblem, beta: np.ndarray, sd: np.ndarray,
 
 
 # ---------------------------------------------------------------------------------------
-# Starting point and preconditioner (scipy's L-BFGS on the compiled log density)
+# Starting point and preconditioner (scipy's L-BFGS on the log density)
 # ---------------------------------------------------------------------------------------
 
 
@@ -585,12 +692,10 @@ def _set_sampling_map(problem: MarginalProblem, design: Any) -> None:
     from scipy.optimize import minimize
 
     layout, data = problem.layout, problem.data
-
-    def f(theta: np.ndarray) -> np.ndarray:
-        return _logp_np(np.atleast_2d(theta), data, layout)
+    density = _Density.of(problem)
 
     def neg_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        value, grad = _value_and_grad(theta, data, layout)
+        value, grad = density.value_and_grad(theta)
         return (-value, -grad) if np.isfinite(value) else (1e300, grad)
 
     theta0 = _initial_theta(problem, design)
@@ -599,16 +704,10 @@ def _set_sampling_map(problem: MarginalProblem, design: Any) -> None:
     bounds = list(zip(theta0 - width, theta0 + width, strict=True))
     with np.errstate(all="ignore"):
         res = minimize(neg_and_grad, theta0, jac=True, method="L-BFGS-B", bounds=bounds)
-    mode = res.x if np.all(np.isfinite(res.x)) and np.isfinite(f(res.x)[0]) else theta0
+    ok = np.all(np.isfinite(res.x)) and np.isfinite(density.logp(res.x))
+    mode = res.x if ok else theta0
     scale = None
-    # Hessian: central differences of exact gradients (no second compiled program)
-    step = 1e-5 * np.maximum(1.0, np.abs(mode))
-    H = np.empty((layout.dim, layout.dim))
-    for i in range(layout.dim):
-        e = np.zeros(layout.dim)
-        e[i] = step[i]
-        H[:, i] = -(_value_and_grad(mode + e, data, layout)[1]
-                    - _value_and_grad(mode - e, data, layout)[1]) / (2 * step[i])
+    H = -density.hessian(mode)
     if np.all(np.isfinite(H)):
         H = 0.5 * (H + H.T)
         vals, vecs = np.linalg.eigh(H)
@@ -658,8 +757,11 @@ def constrained_draws(problem: MarginalProblem, xi: np.ndarray) -> dict[str, np.
     """
     data, layout = problem.data, problem.layout
     theta = data["mode"] + xi @ data["scale"].T
-    beta, sd, L, sigma = (np.asarray(x) for x in _programs()["constrained"](
-        theta, _statistics(data), layout))
+    if _Density.of(problem).numpy:
+        beta, sd, L, sigma = _constrained(theta, data, layout, np)
+    else:
+        beta, sd, L, sigma = (np.asarray(x) for x in _programs()["constrained"](
+            theta, _statistics(data), layout))
     return {
         "beta": beta,
         "sd": sd,
@@ -814,10 +916,11 @@ def _initial_points(problem: MarginalProblem, rng: np.random.Generator,
     directions of the preconditioner) has its jitter halved until it is finite.
     """
     init = rng.uniform(-1.0, 1.0, size=(chains, problem.dim))
-    data, layout = problem.data, problem.layout
+    data = problem.data
+    density = _Density.of(problem)
     for _ in range(30):
         theta = data["mode"] + init @ data["scale"].T
-        ok = np.isfinite(_logp_np(theta, data, layout))
+        ok = np.isfinite(density.logp(theta))
         if ok.all():
             break
         init[~ok] *= 0.5
