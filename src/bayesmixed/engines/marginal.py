@@ -458,16 +458,16 @@ def _group_terms(xp, beta, T, sigma, data: dict):
     K = data["A"].shape[-1]
     A, B, c = data["A"], data["B"], data["c"]
     delta = beta - data["beta_ref"]
-    d = c - xp.einsum("gkp,...p->...gk", B, delta)  # (..., G, K) = Z_j'(y_j - X_j beta)
+    # batched matrix products (numpy's einsum does not use BLAS for these; XLA is indifferent)
+    d = c - (B @ delta[..., None, :, None])[..., 0]  # (..., G, K) = Z_j'(y_j - X_j beta)
     inv_s2 = 1.0 / sigma**2
-    # M = I + T' A T / sigma^2, with T given by rows of (...) arrays: expand per entry
+    # M = I + T' A T / sigma^2, with T given by rows of (...) arrays
     Tm = xp.stack([xp.stack(row, axis=-1) for row in T], axis=-2)  # (..., K, K)
-    AT = xp.einsum("gkl,...lm->...gkm", A, Tm)
-    TAT = xp.einsum("...lk,...glm->...gkm", Tm, AT)
+    TAT = xp.swapaxes(Tm, -1, -2)[..., None, :, :] @ (A @ Tm[..., None, :, :])  # (..., G, K, K)
     eye = np.eye(K, dtype=A.dtype)
     M = eye + TAT * inv_s2[..., None, None, None]
     C = _cholesky(xp, M)
-    u = xp.einsum("...lk,...gl->...gk", Tm, d)  # T' d
+    u = d @ Tm  # (..., G, K): T' d_j for every group
     w = _forward(C, [u[..., k] for k in range(K)])
     return C, w, delta
 
@@ -549,9 +549,11 @@ def clear_programs() -> None:
     _programs.cache_clear()
 
 
-#: Largest ``D * levels * K**2`` (about the work of one gradient) evaluated in NumPy; larger
-#: models use the compiled programs, whose compilation then costs less than the evaluations.
-NUMPY_WORK = 2_000_000
+#: Largest work of the mode search in NumPy, in points evaluated (about ``2 D**2`` for the
+#: Hessian and 30 gradients of ``2 D`` points) times ``levels * K**2``: about a second here
+#: (``D = 10``, ``K = 3``: 1,200 levels). Larger models use the compiled programs, whose
+#: compilation (or loading from the persistent cache) then costs less.
+NUMPY_WORK = 10_000_000
 
 #: Elements of the ``(points, levels, K, K)`` arrays of one NumPy evaluation batch.
 _BATCH_ELEMENTS = 4_000_000
@@ -578,7 +580,8 @@ class _Density:
         G, K = problem.data["c"].shape
         twins = all(prior_numpy.has_twin(slot.dist) for slot in
                     (*layout.beta_slots, *layout.sd_slots, layout.family_slot))
-        small = layout.dim * G * K * K <= NUMPY_WORK
+        D = layout.dim
+        small = (2 * D * D + 60 * D + 30) * G * K * K <= NUMPY_WORK
         return cls(problem.data, layout, twins and small)
 
     def logp(self, theta: np.ndarray) -> np.ndarray:
