@@ -15,6 +15,8 @@ Routes:
 * ``ours``: bayesmixed's default (the JAX engine of :mod:`bayesmixed.engines.glmm`), with its
   persistent caches as a user has them after a first fit (the runner warms them once);
 * ``ours-cold``: the same with empty caches (every program compiled);
+* ``ours-laplace``: ``fit(marginalize="laplace")``: NUTS on the hyper-parameters, group
+  effects integrated out by a Laplace approximation (:mod:`bayesmixed.engines.laplace`);
 * ``ours-pymc``: bayesmixed's previous full path: the PyMC model's log density translated
   to JAX by PyTensor (:func:`bayesmixed.engines.nuts.run_sampler`), non-centred;
 * ``bambi``: Bambi 0.21, ``fit(inference_method="numpyro")``;
@@ -46,7 +48,7 @@ DATA = HERE / "data" / "verbagg.csv.gz"
 FORMULA = "r2 ~ Anger + Gender + btype + situ + (1|id) + (1|item)"
 DRAWS, TUNE, CHAINS, SEED = 1000, 1000, 4, 1
 BRMS = {"wall_s": 152.0, "min_ess": 717.0}
-ROUTES = ("ours", "ours-cold", "ours-pymc", "bambi", "article")
+ROUTES = ("ours", "ours-cold", "ours-laplace", "ours-pymc", "bambi", "article")
 
 
 def _data():
@@ -86,6 +88,8 @@ def ours(engine: str) -> dict:
 
         settings = SamplerSettings(sampler="numpyro", **kwargs)
         idata, _ = run_sampler(model.build(), settings, hyper_var_names(model.design))
+    elif engine == "laplace":
+        idata = model.fit(marginalize="laplace", **kwargs).idata
     else:
         idata = model.fit(**kwargs).idata
     names = [v for v in idata["posterior"].data_vars if not v.startswith("r_")]
@@ -139,6 +143,8 @@ def run_here(route: str) -> None:
     """Run ``route`` in this process and print its ``BENCH_JSON`` line."""
     if route in ("ours", "ours-cold"):
         out = ours("jax")
+    elif route == "ours-laplace":
+        out = ours("laplace")
     elif route == "ours-pymc":
         out = ours("pymc")
     elif route == "bambi":
@@ -207,8 +213,9 @@ def main() -> None:
     results: dict[str, list[dict]] = {r: [] for r in routes}
     with tempfile.TemporaryDirectory() as tmp:
         warm = Path(tmp) / "warm"
-        if "ours" in routes:
-            run_fresh("ours", warm)  # a user's caches after a first fit
+        for route in ("ours", "ours-laplace"):
+            if route in routes:
+                run_fresh(route, warm)  # a user's caches after a first fit
         for i in range(args.repeats):
             for route in routes:
                 cache = Path(tmp) / f"cold{i}" if route == "ours-cold" else warm
