@@ -14,8 +14,8 @@ a fresh Python process to the printed summary, for
 
 Routes are interleaved so that a busy moment does not hit one route only; the table shows
 medians. Child processes run in the environment exactly as the README's install leaves it
-(its first command runs ``uv sync --frozen --compile-bytecode``, so the dependencies are
-compiled once); no bytecode cache of the benchmark's own is added. Sampling efficiency
+(its first command runs ``uv sync --frozen --compile-bytecode`` and ``python -m compileall
+-q src``, so the dependencies and bayesmixed's sources are compiled once); no bytecode cache of the benchmark's own is added. Sampling efficiency
 is the smallest bulk ESS over fixed effects, group SDs, correlations and sigma, per second
 of sampling wall time (compile excluded where the route reports it) and per chain-second
 (wall time x chains: chains that share the cores count in full). Recorded figures of brms

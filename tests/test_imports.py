@@ -76,3 +76,77 @@ def test_import_heavy_restores_the_collector(enabled):
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+def _run(code: str) -> list[str]:
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, check=True)
+    return out.stdout.split()
+
+
+def test_a_fit_leaves_bambis_plotting_helpers_unimported_until_used():
+    """``bambi.interpret`` (all of ArviZ, seaborn) is not run by a fit, but works on use."""
+    out = _run(
+        """
+        import sys
+        import bayesmixed as bm
+        fit = bm.Model("Reaction ~ Days + (1 | Subject)", bm.datasets.sleepstudy()).fit(
+            draws=50, tune=50, chains=1, progressbar=False)
+        print("seaborn" in sys.modules, type(sys.modules["bambi.interpret"]).__name__)
+        from bambi.interpret import predictions
+        import bambi
+        print(callable(predictions), callable(bambi.interpret.plot_slopes),
+              "seaborn" in sys.modules, type(sys.modules["bambi.interpret"]).__name__)
+        """
+    )
+    assert out == ["False", "_Deferred", "True", "True", "True", "module"]
+
+
+def _package(root, name: str, init: str = "") -> None:
+    (root / name).mkdir()
+    (root / name / "__init__.py").write_text(init)
+    (root / name / "sub.py").write_text("print('sub ran')\nVALUE = 42\n")
+
+
+def test_deferring_a_module_runs_its_code_at_first_attribute_access(tmp_path):
+    _package(tmp_path, "eager", init="from eager import sub\n")  # as bambi does
+    _package(tmp_path, "plain")
+    out = _run(
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from bayesmixed._imports import defer_module
+        defer_module("eager.sub")             # before its parent is imported
+        import eager
+        print(type(eager.sub).__name__, "VALUE" in vars(eager.sub))
+        print(eager.sub.VALUE, type(eager.sub).__name__)
+        import plain
+        defer_module("plain.sub")             # after
+        from plain import sub
+        print(type(sub).__name__)
+        from plain.sub import VALUE
+        print(VALUE)
+        defer_module("no_such_module_here")
+        print("no_such_module_here" in sys.modules)
+        """
+    )
+    assert out == ["_Deferred", "False", "sub", "ran", "42", "module", "_Deferred", "sub",
+                   "ran", "42", "False"]
+
+
+def test_a_deferred_module_that_fails_is_not_left_half_imported(tmp_path):
+    (tmp_path / "broken_mod.py").write_text("x = 1\nraise ValueError('broken')\n")
+    out = _run(
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from bayesmixed._imports import defer_module
+        defer_module("broken_mod")
+        import broken_mod
+        try:
+            broken_mod.x
+        except ValueError as err:
+            print(err, "broken_mod" in sys.modules)
+        """
+    )
+    assert out == ["broken", "False"]

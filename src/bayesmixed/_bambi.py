@@ -125,9 +125,20 @@ class BambiCommon:
         return self.family.link[self.parent].name
 
 
+#: Bambi's submodules that ``import bambi`` runs but bayesmixed never uses: they run at
+#: their first use instead (``bambi.interpret``: Bambi's effect plots, which import all of
+#: ArviZ and seaborn; about 0.5 s of every first fit).
+UNUSED_SUBMODULES = ("bambi.interpret",)
+
+
+def _import_bambi():
+    """Bambi, imported once with its unused submodules deferred (see ``_imports``)."""
+    return import_heavy("bambi", defer=UNUSED_SUBMODULES)
+
+
 def family_names() -> list[str]:
     """Names of Bambi's built-in families."""
-    import_heavy("bambi")
+    _import_bambi()
     from bambi.defaults.families import BUILTIN_FAMILIES
 
     return sorted(BUILTIN_FAMILIES)
@@ -155,7 +166,7 @@ def common_part(
         The common part of each family parameter's formula (``{"sigma": "Days"}``), read
         as Bambi reads ``bmb.Formula(formula, "sigma ~ Days")``.
     """
-    bmb = import_heavy("bambi")
+    bmb = _import_bambi()
     if family not in family_names():
         raise FamilyError(
             f"Unknown family {family!r}; choose one of {', '.join(family_names())}."
@@ -297,7 +308,7 @@ def _to_prior(bprior: Any) -> Prior:
 
 def inverse_link(name: str):
     """PyTensor inverse-link function for a link name."""
-    import_heavy("bambi")
+    _import_bambi()
     from bambi.backend.pymc import PyMCModel
 
     return PyMCModel.INVLINKS[name]
@@ -305,7 +316,7 @@ def inverse_link(name: str):
 
 def likelihood_distribution(family: Any):
     """PyMC distribution class for a Bambi family's likelihood."""
-    import_heavy("bambi")
+    _import_bambi()
     from bambi.backend.utils import get_distribution_from_likelihood
 
     return get_distribution_from_likelihood(family.likelihood)
@@ -313,7 +324,7 @@ def likelihood_distribution(family: Any):
 
 def family_parameters(family: str) -> list[str]:
     """Names of a built-in family's parameters (``["mu", "sigma"]``), parent first."""
-    import_heavy("bambi")
+    _import_bambi()
     from bambi.defaults.families import BUILTIN_FAMILIES
 
     return list(BUILTIN_FAMILIES[family]["likelihood"]["params"])
@@ -324,7 +335,7 @@ def family_links(family: str) -> tuple[str, list[str], str]:
 
     Used to check ``link=`` before Bambi builds anything.
     """
-    import_heavy("bambi")
+    _import_bambi()
     from bambi.defaults.families import BUILTIN_FAMILIES
 
     spec = BUILTIN_FAMILIES[family]

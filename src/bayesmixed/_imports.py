@@ -5,6 +5,9 @@ PyTensor, ArviZ, SciPy and Matplotlib) and JAX: tens of thousands of objects, an
 Python's cyclic garbage collector walks all of them again and again while they are
 created, without finding anything to free. :func:`import_heavy` pauses the collector for
 the import only (about a sixth of the import time saved here) and restores it after.
+Its ``defer`` argument leaves submodules a package imports eagerly but bayesmixed never
+uses (Bambi's plotting helpers, which bring all of ArviZ and seaborn) unexecuted until
+their first use: :func:`defer_module`.
 
 :func:`import_tqdm_auto` imports the progress bars numpyro and our samplers use without
 the warning ``tqdm.auto`` gives in a Jupyter kernel that lacks ipywidgets.
@@ -14,15 +17,83 @@ from __future__ import annotations
 
 import gc
 import importlib
+import importlib.machinery
+import importlib.util
 import sys
+import threading
 import warnings
+from collections.abc import Iterable
 from types import ModuleType
 
-__all__ = ["import_heavy", "import_tqdm_auto"]
+__all__ = ["defer_module", "import_heavy", "import_tqdm_auto"]
+
+_LOADING = threading.RLock()
 
 
-def import_heavy(name: str) -> ModuleType:
+class _Deferred(ModuleType):
+    """A module whose code runs at the first access to an attribute it lacks.
+
+    Its import attributes (``__spec__``, ``__path__``, ``__file__``, ...) are set, so
+    ``import name`` and ``from package import name`` bind it without running its code;
+    any other attribute (``module.function``, ``from name import function``) runs the
+    module's code in this same object first, as a plain import would have.
+    """
+
+    def __getattr__(self, attr: str):
+        if attr == "__path__":  # a plain module, not a package: nothing to run
+            raise AttributeError(attr)
+        with _LOADING:
+            if type(self) is _Deferred:
+                self.__class__ = ModuleType
+                try:
+                    self.__spec__.loader.exec_module(self)
+                except BaseException:
+                    sys.modules.pop(self.__spec__.name, None)
+                    raise
+        return getattr(self, attr)
+
+
+def defer_module(name: str) -> None:
+    """Register module ``name`` so that its code runs at its first use, not at its import.
+
+    For submodules a package imports eagerly that are not needed. Nothing happens when
+    ``name`` is already imported or cannot be found. The parent package is not imported:
+    defer before importing it (as :func:`import_heavy` does), or after, when it is already
+    imported (then the module is bound as its attribute, as an import would).
+
+    Examples
+    --------
+    >>> import sys
+    >>> from bayesmixed._imports import defer_module
+    >>> defer_module("bayesmixed._imports")  # already imported: nothing to do
+    >>> type(sys.modules["bayesmixed._imports"]).__name__
+    'module'
+    """
+    if name in sys.modules:
+        return
+    parent, _, _ = name.rpartition(".")
+    if parent:
+        parent_spec = (sys.modules[parent].__spec__ if parent in sys.modules
+                       else importlib.util.find_spec(parent))
+        locations = getattr(parent_spec, "submodule_search_locations", None)
+        spec = (importlib.machinery.PathFinder.find_spec(name, list(locations))
+                if locations else None)
+    else:
+        spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    module.__class__ = _Deferred
+    sys.modules[name] = module
+    if parent in sys.modules:
+        setattr(sys.modules[parent], name.rpartition(".")[2], module)
+
+
+def import_heavy(name: str, defer: Iterable[str] = ()) -> ModuleType:
     """Import module ``name`` with the cyclic garbage collector paused (once per process).
+
+    ``defer`` names submodules to leave unexecuted until their first use
+    (:func:`defer_module`); they are deferred only if this call imports ``name``.
 
     Examples
     --------
@@ -33,6 +104,8 @@ def import_heavy(name: str) -> ModuleType:
     module = sys.modules.get(name)
     if module is not None:
         return module
+    for deferred in defer:
+        defer_module(deferred)
     enabled = gc.isenabled()
     gc.disable()
     try:
