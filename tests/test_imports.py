@@ -84,28 +84,57 @@ def _run(code: str) -> list[str]:
     return out.stdout.split()
 
 
-def test_a_fit_leaves_bambis_plotting_helpers_unimported_until_used():
-    """``bambi.interpret`` (all of ArviZ, seaborn) is not run by a fit, but works on use."""
+def test_a_fit_leaves_the_plotting_libraries_unimported_until_used():
+    """Bambi's plots (``bambi.interpret``: all of ArviZ, seaborn) and ``arviz_plots``
+    (Matplotlib) are not run by a fit and its summary, but work on first use."""
     out = _run(
         """
         import sys
         import bayesmixed as bm
         fit = bm.Model("Reaction ~ Days + (1 | Subject)", bm.datasets.sleepstudy()).fit(
             draws=50, tune=50, chains=1, progressbar=False)
-        print("seaborn" in sys.modules, type(sys.modules["bambi.interpret"]).__name__)
+        str(fit)
+        print(*(m in sys.modules for m in ("seaborn", "matplotlib", "arviz")),
+              *(type(sys.modules[m]).__name__ for m in ("bambi.interpret", "arviz_plots")))
         from bambi.interpret import predictions
         import bambi
         print(callable(predictions), callable(bambi.interpret.plot_slopes),
               "seaborn" in sys.modules, type(sys.modules["bambi.interpret"]).__name__)
+        import matplotlib
+        matplotlib.use("Agg")
+        bm.plot_trace(fit)
+        import matplotlib.style
+        print(type(sys.modules["arviz_plots"]).__name__,
+              "arviz-variat" in matplotlib.style.available)
         """
     )
-    assert out == ["False", "_Deferred", "True", "True", "True", "module"]
+    assert out == ["False", "False", "False", "_Deferred", "_Deferred",
+                   "True", "True", "True", "module", "module", "True"]
+
+
+def test_a_function_taken_from_a_deferred_module_runs_it_at_its_first_call(tmp_path):
+    """``from arviz_plots import plot_dist`` in Bambi binds a forwarder, not the module."""
+    _package(tmp_path, "taken")
+    out = _run(
+        f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        from bayesmixed._imports import defer_module
+        defer_module("taken.sub", ["double"])
+        from taken.sub import double
+        module = sys.modules["taken.sub"]
+        print(type(module).__name__, double.__name__)
+        print(double(21), type(module).__name__, module.double is double, module.double(1))
+        """
+    )
+    assert out == ["_Deferred", "double", "sub", "ran", "42", "module", "False", "2"]
 
 
 def _package(root, name: str, init: str = "") -> None:
     (root / name).mkdir()
     (root / name / "__init__.py").write_text(init)
-    (root / name / "sub.py").write_text("print('sub ran')\nVALUE = 42\n")
+    (root / name / "sub.py").write_text(
+        "print('sub ran')\nVALUE = 42\n\n\ndef double(x):\n    return 2 * x\n")
 
 
 def test_deferring_a_module_runs_its_code_at_first_attribute_access(tmp_path):

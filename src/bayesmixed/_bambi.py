@@ -125,15 +125,16 @@ class BambiCommon:
         return self.family.link[self.parent].name
 
 
-#: Bambi's submodules that ``import bambi`` runs but bayesmixed never uses: they run at
-#: their first use instead (``bambi.interpret``: Bambi's effect plots, which import all of
-#: ArviZ and seaborn; about 0.5 s of every first fit).
-UNUSED_SUBMODULES = ("bambi.interpret",)
+#: Modules that ``import bambi`` runs but a fit never uses, with the functions Bambi takes
+#: from them at import: they run at their first use instead (``bambi.interpret``: Bambi's
+#: effect plots, which import all of ArviZ and seaborn; ``arviz_plots``, which imports
+#: Matplotlib; together about 1.5 s of every first fit on the 2-core machine).
+DEFERRED_MODULES = {"bambi.interpret": (), "arviz_plots": ("plot_dist",)}
 
 
 def _import_bambi():
-    """Bambi, imported once with its unused submodules deferred (see ``_imports``)."""
-    return import_heavy("bambi", defer=UNUSED_SUBMODULES)
+    """Bambi, imported once with the modules a fit does not use deferred (``_imports``)."""
+    return import_heavy("bambi", defer=DEFERRED_MODULES)
 
 
 def family_names() -> list[str]:

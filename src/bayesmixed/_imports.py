@@ -5,9 +5,9 @@ PyTensor, ArviZ, SciPy and Matplotlib) and JAX: tens of thousands of objects, an
 Python's cyclic garbage collector walks all of them again and again while they are
 created, without finding anything to free. :func:`import_heavy` pauses the collector for
 the import only (about a sixth of the import time saved here) and restores it after.
-Its ``defer`` argument leaves submodules a package imports eagerly but bayesmixed never
-uses (Bambi's plotting helpers, which bring all of ArviZ and seaborn) unexecuted until
-their first use: :func:`defer_module`.
+Its ``defer`` argument leaves modules a package imports eagerly but a fit never uses
+(Bambi's plotting helpers, which bring all of ArviZ and seaborn; ArviZ's plotting library,
+which brings Matplotlib) unexecuted until their first use: :func:`defer_module`.
 
 :func:`import_tqdm_auto` imports the progress bars numpyro and our samplers use without
 the warning ``tqdm.auto`` gives in a Jupyter kernel that lacks ipywidgets.
@@ -22,7 +22,7 @@ import importlib.util
 import sys
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 
 __all__ = ["defer_module", "import_heavy", "import_tqdm_auto"]
@@ -42,24 +42,44 @@ class _Deferred(ModuleType):
     def __getattr__(self, attr: str):
         if attr == "__path__":  # a plain module, not a package: nothing to run
             raise AttributeError(attr)
-        with _LOADING:
-            if type(self) is _Deferred:
-                self.__class__ = ModuleType
-                try:
-                    self.__spec__.loader.exec_module(self)
-                except BaseException:
-                    sys.modules.pop(self.__spec__.name, None)
-                    raise
-        return getattr(self, attr)
+        return getattr(_run(self), attr)
 
 
-def defer_module(name: str) -> None:
+def _run(module: ModuleType) -> ModuleType:
+    """Run a deferred module's code (once); ``module`` itself, loaded."""
+    with _LOADING:
+        if type(module) is _Deferred:
+            module.__class__ = ModuleType
+            try:
+                module.__spec__.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(module.__spec__.name, None)
+                raise
+    return module
+
+
+def _forwarder(module: ModuleType, attr: str) -> Callable:
+    """A function that runs ``module`` and calls its ``attr`` (bound by ``from m import f``)."""
+
+    def forward(*args, **kwargs):
+        return getattr(_run(module), attr)(*args, **kwargs)
+
+    forward.__name__ = forward.__qualname__ = attr
+    forward.__doc__ = f"``{module.__name__}.{attr}``, imported at its first call."
+    return forward
+
+
+def defer_module(name: str, functions: Iterable[str] = ()) -> None:
     """Register module ``name`` so that its code runs at its first use, not at its import.
 
-    For submodules a package imports eagerly that are not needed. Nothing happens when
+    For modules a package imports eagerly that are not needed. Nothing happens when
     ``name`` is already imported or cannot be found. The parent package is not imported:
     defer before importing it (as :func:`import_heavy` does), or after, when it is already
     imported (then the module is bound as its attribute, as an import would).
+
+    ``functions`` names functions that importers take with ``from name import function``
+    at their import (which would run the module): they get forwarders that run the module
+    and call its function at their first call.
 
     Examples
     --------
@@ -83,17 +103,20 @@ def defer_module(name: str) -> None:
     if spec is None or spec.loader is None:
         return
     module = importlib.util.module_from_spec(spec)
+    for function in functions:
+        setattr(module, function, _forwarder(module, function))
     module.__class__ = _Deferred
     sys.modules[name] = module
     if parent in sys.modules:
         setattr(sys.modules[parent], name.rpartition(".")[2], module)
 
 
-def import_heavy(name: str, defer: Iterable[str] = ()) -> ModuleType:
+def import_heavy(name: str, defer: Mapping[str, Iterable[str]] | None = None) -> ModuleType:
     """Import module ``name`` with the cyclic garbage collector paused (once per process).
 
-    ``defer`` names submodules to leave unexecuted until their first use
-    (:func:`defer_module`); they are deferred only if this call imports ``name``.
+    ``defer`` maps modules to leave unexecuted until their first use to the functions
+    importers take from them (:func:`defer_module`); they are deferred only if this call
+    imports ``name``.
 
     Examples
     --------
@@ -104,8 +127,8 @@ def import_heavy(name: str, defer: Iterable[str] = ()) -> ModuleType:
     module = sys.modules.get(name)
     if module is not None:
         return module
-    for deferred in defer:
-        defer_module(deferred)
+    for deferred, functions in (defer or {}).items():
+        defer_module(deferred, functions)
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -88,13 +88,13 @@ def summary_table(
     posterior: xr.Dataset, design: Design, quantiles: Sequence[float] = (0.025, 0.975)
 ) -> pd.DataFrame:
     """One row per hyper-parameter: mean, sd, quantiles, R-hat, bulk and tail ESS."""
-    import arviz as az
+    import arviz_stats as azs  # not arviz: its plotting half imports Matplotlib
 
     draws = hyper_draws(posterior, design)
     ds = xr.Dataset({k: ((CHAIN, DRAW), v) for k, v in draws.items()})
-    rhat = az.rhat(ds)
-    ess_bulk = az.ess(ds, method="bulk")
-    ess_tail = az.ess(ds, method="tail")
+    rhat = azs.rhat(ds)
+    ess_bulk = azs.ess(ds, method="bulk")
+    ess_tail = azs.ess(ds, method="tail")
     rows = []
     for label, values in draws.items():
         row = {k: float(v) for k, v in _stats(values, quantiles).items()}
