@@ -241,6 +241,34 @@ def jax_keys(seed: np.random.SeedSequence, n: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
+def lbfgs_minimise(f, x0, *, tol, max_iter: int):
+    """Minimise ``f`` from ``x0`` by L-BFGS (optax) until the gradient norm is below ``tol``.
+
+    JAX code, for use inside a traced (jitted) function: at most ``max_iter`` iterations in
+    a ``lax.while_loop``, at least one. The engines' warm starts and mode searches.
+    """
+    import jax.numpy as jnp
+    import optax
+    from jax import lax
+
+    opt = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(f)
+
+    def step(carry):
+        x, state, i = carry
+        value, grad = value_and_grad(x, state=state)
+        updates, state = opt.update(grad, state, x, value=value, grad=grad, value_fn=f)
+        return optax.apply_updates(x, updates), state, i + 1
+
+    def more(carry):
+        _, state, i = carry
+        grad = optax.tree_utils.tree_get(state, "grad")
+        return (i == 0) | ((i < max_iter) & (jnp.linalg.norm(grad) > tol))
+
+    x, _, _ = lax.while_loop(more, step, (x0, opt.init(x0), 0))
+    return x
+
+
 def place_chains(settings: SamplerSettings, *, vectorized_ok: bool = True) -> str:
     """How the chains run: ``"parallel"``, ``"vectorized"`` or ``"sequential"``.
 

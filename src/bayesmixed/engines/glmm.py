@@ -45,7 +45,13 @@ from typing import Any
 import numpy as np
 
 from bayesmixed import prior_table as table
-from bayesmixed.engines.common import configure_jax, numpy_rng, seed_sequence, to_datatree
+from bayesmixed.engines.common import (
+    configure_jax,
+    lbfgs_minimise,
+    numpy_rng,
+    seed_sequence,
+    to_datatree,
+)
 from bayesmixed.errors import PriorError
 
 __all__ = [
@@ -460,30 +466,8 @@ def _programs(layout: GlmmLayout) -> dict[str, Any]:
 
     def optimise(theta0, data):
         """L-BFGS (optax) to a loose tolerance: a warm start, not an estimate."""
-        import optax
-        from jax import lax
-
-        def f(t):
-            return neg(t, data)
-
-        opt = optax.lbfgs()
-        value_and_grad = optax.value_and_grad_from_state(f)
         tol = 1e-3 * jnp.sqrt(jnp.asarray(data["y"].shape[0], theta0.dtype))
-
-        def step(carry):
-            t, state, i = carry
-            value, grad = value_and_grad(t, state=state)
-            updates, state = opt.update(grad, state, t, value=value, grad=grad, value_fn=f)
-            return optax.apply_updates(t, updates), state, i + 1
-
-        def more(carry):
-            _, state, i = carry
-            grad = optax.tree_utils.tree_get(state, "grad")
-            return (i == 0) | ((i < 500) & (jnp.linalg.norm(grad) > tol))
-
-        state = opt.init(theta0)
-        theta, _, _ = lax.while_loop(more, step, (theta0, state, 0))
-        return theta
+        return lbfgs_minimise(lambda t: neg(t, data), theta0, tol=tol, max_iter=500)
 
     def constrain(xis, data):
         return jax.vmap(lambda xi: _constrained(layout, _theta_xi(layout, xi, data), data))(xis)

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from bayesmixed.engines import glmm
-from bayesmixed.engines.common import configure_jax, numpy_rng, seed_sequence
+from bayesmixed.engines.common import configure_jax, lbfgs_minimise, numpy_rng, seed_sequence
 
 __all__ = ["MAX_LEVEL_COORDS", "PARETO_K_MAX", "fit", "supports"]
 
@@ -215,28 +215,7 @@ def _programs(layout: glmm.GlmmLayout) -> dict[str, Any]:
         return glmm._constrained(layout, theta, data), log_w
 
     def optimise(phi0, data):
-        import optax
-        from jax import lax
-
-        def f(t):
-            return neg(t, data)
-
-        opt = optax.lbfgs()
-        value_and_grad = optax.value_and_grad_from_state(f)
-
-        def step(carry):
-            t, state, i = carry
-            value, grad = value_and_grad(t, state=state)
-            updates, state = opt.update(grad, state, t, value=value, grad=grad, value_fn=f)
-            return optax.apply_updates(t, updates), state, i + 1
-
-        def more(carry):
-            _, state, i = carry
-            grad = optax.tree_utils.tree_get(state, "grad")
-            return (i == 0) | ((i < 200) & (jnp.linalg.norm(grad) > 1e-4))
-
-        phi, _, _ = lax.while_loop(more, step, (phi0, opt.init(phi0), 0))
-        return phi
+        return lbfgs_minimise(lambda t: neg(t, data), phi0, tol=1e-4, max_iter=200)
 
     return {
         "neg": jax.jit(neg),
