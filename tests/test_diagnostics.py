@@ -119,6 +119,27 @@ def test_divergences_advise_target_accept(model):
     assert diag.divergences == 7 and not diag.converged
 
 
+def test_glmm_divergences_name_the_parametrisation_and_the_funnel(model):
+    """Divergences of a glmm fit: the warning says how the group effects were sampled,
+    why small data sets diverge (the funnel in the group SDs) and the three remedies."""
+    from dataclasses import replace
+
+    fit = fake_fit(model, divergences=4)
+    fit.settings = replace(fit.settings, engine="glmm", target_accept=0.95)
+    fit.idata["posterior"].attrs["centred"] = "none"
+    with pytest.warns(ConvergenceWarning, match="4 divergent transitions") as record:
+        diag = check_fit(fit)
+    message = str(record[0].message)
+    assert diag.centred == "none" and diag.rows_per_level == pytest.approx(10.0)
+    assert "non-centred (r = T z) for every factor" in message
+    assert "10 rows per level" in message and "funnel" in message
+    assert "target_accept=0.99" in message and "HalfNormal" in message
+    fit.idata["posterior"].attrs["centred"] = "g"
+    assert "centred (r sampled directly) for g" in check_fit(fit, warn=False).convergence_message()
+    plain = check_fit(fake_fit(model, divergences=4), warn=False).convergence_message()
+    assert "glmm engine" not in plain  # other engines keep the general advice only
+
+
 def test_low_ess_is_named_with_the_summary_label(model):
     def random_walk(post):
         walk = np.cumsum(np.random.default_rng(1).normal(size=post["sd_g"].shape[:2]), axis=1)

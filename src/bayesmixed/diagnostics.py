@@ -84,6 +84,12 @@ class Diagnostics:
         ``laplace_k_max`` the approximation is flagged. None for the other engines.
     laplace_k_max : float
         The threshold for ``laplace_khat`` (0.7, as for PSIS).
+    centred : str or None
+        Fits of the ``glmm`` engine: the factors whose group effects it sampled centred
+        (``"none"``: all non-centred), for the advice on divergences. None otherwise.
+    rows_per_level : float or None
+        The fewest rows per level of any grouping factor (rows over levels), for the
+        advice on divergences of ``glmm`` fits.
     """
 
     table: pd.DataFrame
@@ -98,6 +104,8 @@ class Diagnostics:
     rows: int | None = None
     laplace_khat: float | None = None
     laplace_k_max: float = 0.7
+    centred: str | None = None
+    rows_per_level: float | None = None
 
     @property
     def high_rhat(self) -> list[str]:
@@ -140,6 +148,8 @@ class Diagnostics:
                 f"raise target_accept (now {target:g}), e.g. model.fit(target_accept="
                 f"{max(advice, 0.95):g}), or use more informative priors."
             )
+        if self.divergences and self.engine == "glmm":
+            lines.append(self._glmm_divergence_advice())
         if self.high_rhat:
             shown = _shown(self.table.loc[self.high_rhat, "r_hat"], "{:.3f}")
             lines.append(
@@ -168,6 +178,23 @@ class Diagnostics:
                 "the approximate one): fit the full model, model.fit(marginalize='auto')."
             )
         return "\n".join(lines)
+
+    def _glmm_divergence_advice(self) -> str:
+        """Why a fit of the glmm engine diverges and what to do (see docs/calibration.md)."""
+        centred = self.centred or "none"
+        form = ("non-centred (r = T z) for every factor" if centred == "none"
+                else f"centred (r sampled directly) for {centred}, non-centred for the rest")
+        few = ("" if self.rows_per_level is None
+               else f" (here {self.rows_per_level:.3g} rows per level)")
+        return (
+            f"- the glmm engine sampled the group effects {form}, chosen from the data. "
+            f"With few rows per level{few} the data barely inform the group SDs and the "
+            "posterior is a funnel in them that neither form removes (docs/calibration.md: "
+            "about one small Poisson data set in four). Refit with model.fit(target_accept="
+            "0.99), give the SDs priors that rule out implausibly large values (e.g. "
+            "priors={'sd(g)': bm.Prior('HalfNormal', sigma=0.5)}), or drop group slopes "
+            "the data cannot support."
+        )
 
     def singular_message(self) -> str | None:
         """lme4's "boundary (singular) fit" in words, or None."""
@@ -258,6 +285,7 @@ def diagnose(fit: Fit, *, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) 
     draws = int(posterior.sizes.get("chain", 1) * posterior.sizes.get("draw", 0))
     singular = _singular(fit)
     chains = int(posterior.sizes.get("chain", 1))
+    engine = getattr(fit.settings, "engine", None)
     problem = []
     for label, row in table.iterrows():
         flags = []
@@ -278,11 +306,20 @@ def diagnose(fit: Fit, *, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) 
         ess_min=ess_min,
         target_accept=getattr(fit.settings, "target_accept", None),
         chains=chains,
-        engine=getattr(fit.settings, "engine", None),
+        engine=engine,
         rows=getattr(getattr(fit, "design", None), "n", None),
         laplace_khat=_laplace_khat(posterior),
         laplace_k_max=_laplace_k_max(),
+        centred=posterior.attrs.get("centred") if engine == "glmm" else None,
+        rows_per_level=_rows_per_level(getattr(fit, "design", None)),
     )
+
+
+def _rows_per_level(design: Any) -> float | None:
+    """Rows over levels of the grouping factor with the most levels (None without any)."""
+    factors = getattr(design, "factors", None) or ()
+    levels = max((len(fac.levels) for fac in factors), default=0)
+    return None if not levels else float(design.n) / levels
 
 
 def _laplace_khat(posterior: Any) -> float | None:
