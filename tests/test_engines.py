@@ -306,7 +306,7 @@ def test_every_engine_gives_the_same_posterior(sleepstudy):
     model = bm.Model("Reaction ~ Days + (Days | Subject)", sleepstudy, priors=BUG6)
     kw = {"draws": 1000, "tune": 1000, "chains": 4, "progressbar": False}
     fits = {
-        "nuts": model.fit(marginalize=False, random_seed=11, **kw),
+        "glmm": model.fit(marginalize=False, random_seed=11, **kw),  # full model, JAX density
         "marginal": model.fit(random_seed=12, **kw),
         "gibbs": model.fit(sampler="gibbs", random_seed=13, **{**kw, "draws": 4000}),
     }
@@ -314,4 +314,4 @@ def test_every_engine_gives_the_same_posterior(sleepstudy):
     tables = {k: f.summary() for k, f in fits.items()}
     for name in ("marginal", "gibbs"):
         print("\n" + name + "\n" + tables[name].round(3).to_string())
-        assert_same_posterior(tables[name], tables["nuts"])
+        assert_same_posterior(tables[name], tables["glmm"])

@@ -319,6 +319,53 @@ def test_slope_posteriors_agree_with_the_pymc_path(family, formula):
         assert bool((diff <= limit).all()), name
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("dataset", "formula"), [
+    ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),  # a correlated slope
+    ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),  # crossed factors
+])
+def test_gaussian_full_models_agree_with_the_pymc_path(dataset, formula):
+    """Gaussian full models (``marginalize=False``, or crossed factors) run on this engine
+    and give the PyMC translation's posterior within Monte Carlo error."""
+    import arviz as az
+
+    model = bm.Model(formula, getattr(bm.datasets, dataset)())
+    kw = {"draws": 1000, "tune": 1000, "chains": 2, "random_seed": 7}
+    ours = model.fit(marginalize=False, **kw)
+    ref = _nuts_fit(model, kw)
+    assert ours.settings.engine == "glmm"
+    a = ours.idata["posterior"].to_dataset()
+    b = ref["posterior"].to_dataset()
+    assert sorted(a.data_vars) == sorted(b.data_vars)
+    assert int(ours.idata["sample_stats"]["diverging"].sum()) <= 5
+    assert float(az.rhat(a).to_array().max()) < 1.02
+    se_a, se_b = az.mcse(a), az.mcse(b)
+    for name in b.data_vars:
+        diff = np.abs(a[name].mean(("chain", "draw")) - b[name].mean(("chain", "draw")))
+        limit = 4.5 * np.sqrt(se_a[name] ** 2 + se_b[name] ** 2) + 1e-9
+        assert bool((diff <= limit).all()), name
+        sd_a, sd_b = a[name].std(("chain", "draw")), b[name].std(("chain", "draw"))
+        assert bool((np.abs(sd_a - sd_b) <= 0.15 * sd_b + 1e-9).all()), name
+
+
+def test_chooser_sends_gaussian_full_models_to_the_engine(sleepstudy):
+    """Gaussian full models run here with numpyro; other samplers keep the PyMC graph."""
+    from bayesmixed.engines import choose_engine
+    from bayesmixed.engines.common import SamplerSettings
+
+    model = bm.Model("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    base = SamplerSettings(draws=10, tune=10)
+    full = choose_engine(model.design, model.priors, base, marginalize=False)
+    assert full.engine == "glmm" and "gaussian family" in full.engine_reason
+    for sampler in ("blackjax", "pymc"):
+        other = choose_engine(model.design, model.priors, base, sampler=sampler,
+                              marginalize=False)
+        assert (other.engine, other.sampler) == ("nuts", sampler)
+    crossed = bm.Model("diameter ~ 1 + (1 | plate) + (1 | sample)", bm.datasets.penicillin())
+    chosen = choose_engine(crossed.design, crossed.priors, base)
+    assert chosen.engine == "glmm" and "no exact marginal form" in chosen.engine_reason
+
+
 def _nuts_fit(model, kw):
     from bayesmixed.build import hyper_var_names
     from bayesmixed.engines.common import SamplerSettings

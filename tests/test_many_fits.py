@@ -63,7 +63,7 @@ def test_many_fits_keep_memory_flat(engine):
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
 def test_many_full_nuts_fits_keep_memory_flat():
-    _check_flat(*_loop("nuts"))
+    _check_flat(*_loop("glmm"))  # the full model (marginalize=False)
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
@@ -72,11 +72,11 @@ def test_clear_compiled_releases_mappings_and_fits_the_same_again():
 
     data = simulate(7)
     options = dict(draws=100, tune=100, chains=1, random_seed=3, progressbar=False)
-    first = bm.Model("y ~ x + (x | g)", data).fit(**options, **OPTIONS["nuts"])
+    first = bm.Model("y ~ x + (x | g)", data).fit(**options, **OPTIONS["glmm"])
     held = memory_maps()[0]
     bm.clear_compiled()
     assert memory_maps()[0] < held - 100  # the samplers' executables are gone
-    again = bm.Model("y ~ x + (x | g)", data).fit(**options, **OPTIONS["nuts"])
+    again = bm.Model("y ~ x + (x | g)", data).fit(**options, **OPTIONS["glmm"])
     for name in ("Intercept", "x", "sigma"):
         np.testing.assert_array_equal(again.idata["posterior"][name].values,
                                       first.idata["posterior"][name].values)

@@ -228,9 +228,10 @@ def test_auto_uses_marginal_only_where_exact():
     cbpp = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)",
                     bm.datasets.cbpp())
     assert _engine(sleep) == "marginal"
-    assert _engine(sleep, marginalize=False) == "nuts"
+    assert _engine(sleep, marginalize=False) == "glmm"  # the full model's JAX log density
     assert _engine(sleep, sampler="pymc") == "nuts"
-    assert _engine(pen) == "nuts"
+    assert _engine(sleep, sampler="blackjax", marginalize=False) == "nuts"
+    assert _engine(pen) == "glmm"
     assert "2 grouping factors" in marginal.supports(pen.design, pen.priors)
     assert "binomial" in marginal.supports(cbpp.design, cbpp.priors)
     with pytest.raises(SamplingError, match="2 grouping factors"):

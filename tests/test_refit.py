@@ -54,7 +54,7 @@ def test_update_keeps_a_full_model_fit_full(sleepstudy):
     model = bm.Model("Reaction ~ Days + (1 | Subject)", sleepstudy)
     fit = model.fit(draws=30, tune=30, chains=1, random_seed=1, marginalize=False)
     refit = fit.update(sleepstudy.iloc[:120], random_seed=2)
-    assert fit.settings.engine == refit.settings.engine == "nuts"
+    assert fit.settings.engine == refit.settings.engine == "glmm"
     assert refit.settings.engine_reason.startswith("marginalize=False")
     assert refit.settings.draws == 30 and refit.posterior.sizes["Subject"] == 12
 

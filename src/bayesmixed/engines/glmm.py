@@ -73,8 +73,9 @@ SUPPORTED_LINKS: dict[str, tuple[str, ...]] = {
     "gaussian": ("identity",),
 }
 
-#: Families the chooser sends to this engine (Gaussian models stay on the other engines).
-CHOSEN_FAMILIES: tuple[str, ...] = ("bernoulli", "binomial", "poisson", "negativebinomial")
+#: Families whose full model the chooser sends to this engine (every family it writes).
+CHOSEN_FAMILIES: tuple[str, ...] = ("bernoulli", "binomial", "poisson", "negativebinomial",
+                                    "gaussian")
 
 #: Sampling spaces up to this size get a dense Hessian preconditioner, larger ones its diagonal.
 DENSE_MAX = 600

@@ -73,7 +73,13 @@ import numpy as np
 
 from bayesmixed import prior_numpy
 from bayesmixed import prior_table as table
-from bayesmixed.engines.common import configure_jax, numpy_rng, seed_sequence, to_datatree
+from bayesmixed.engines.common import (
+    configure_jax,
+    numpy_rng,
+    one_blas_thread,
+    seed_sequence,
+    to_datatree,
+)
 from bayesmixed.errors import PriorError
 
 __all__ = [
@@ -411,7 +417,8 @@ def prepare(design: Any, priors: Any) -> MarginalProblem:
         layout=layout, data=data, label=fac.label,
         eta=float(priors.eta.get(fac.label, 1.0)),
     )
-    _set_sampling_map(problem, design)
+    with one_blas_thread():  # tiny arrays: BLAS threads cost more than they give
+        _set_sampling_map(problem, design)
     return problem
 
 
