@@ -261,3 +261,23 @@ def test_real_singular_fit(grouped):
         fit = model.fit(draws=300, tune=300, chains=2, random_seed=4, target_accept=0.95)
     assert "sd(x|g)" in fit.diagnostics().singular
     assert "sd(Intercept|g)" not in fit.diagnostics().singular
+
+
+def test_summary_r_hat_and_ess_are_arviz_s():
+    """The stacked computation of the summary gives ``az.rhat`` and ``az.ess`` exactly."""
+    import arviz as az
+
+    from bayesmixed.summary import _convergence
+
+    rng = np.random.default_rng(1)
+    draws = {"mixing": rng.normal(size=(4, 300)),
+             "stuck": np.cumsum(rng.normal(size=(4, 300)), axis=1),
+             "skewed": rng.gamma(2.0, size=(4, 300))}
+    for chains in (4, 1):
+        part = {k: v[:chains] for k, v in draws.items()}
+        ds = xr.Dataset({k: (("chain", "draw"), v) for k, v in part.items()})
+        expected = np.array([[float(az.rhat(ds)[k]), float(az.ess(ds, method="bulk")[k]),
+                              float(az.ess(ds, method="tail")[k])] for k in part])
+        got = np.column_stack(_convergence(part))
+        np.testing.assert_allclose(got, expected, rtol=1e-12, equal_nan=True)
+    assert expected[1, 1] < 20  # the random walk is flagged

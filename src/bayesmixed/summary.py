@@ -16,7 +16,6 @@ import pandas as pd
 import xarray as xr
 
 from bayesmixed.design import Design
-from bayesmixed.layout import CHAIN, DRAW
 
 __all__ = [
     "STAT_COLUMNS",
@@ -84,23 +83,41 @@ def _stats(draws: np.ndarray, quantiles: Sequence[float]) -> dict[str, np.ndarra
     return out
 
 
+def _convergence(draws: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank-normalised split R-hat, bulk and tail ESS of each ``(chain, draw)`` array.
+
+    ArviZ's ``az.rhat`` and ``az.ess`` (arviz_stats: same estimators, same defaults), called
+    once on the stacked draws instead of once per variable through xarray: the same numbers
+    in a fraction of the time (tens of milliseconds a fit, much of a small fit's cost). Not
+    ``arviz`` itself: its plotting half imports Matplotlib.
+    """
+    from arviz_stats.base import array_stats
+    from arviz_stats.validate import validate_ci_prob
+
+    if not draws:
+        empty = np.zeros(0)
+        return empty, empty, empty
+    stacked = np.stack([np.asarray(v, dtype=float) for v in draws.values()])
+    axes = {"chain_axis": -2, "draw_axis": -1}
+    rhat = np.atleast_1d(array_stats.rhat(stacked, method="rank", **axes))
+    bulk = np.atleast_1d(array_stats.ess(stacked, method="bulk", **axes))
+    tail = np.atleast_1d(array_stats.ess(stacked, method="tail", prob=validate_ci_prob(None),
+                                         **axes))
+    return rhat, bulk, tail
+
+
 def summary_table(
     posterior: xr.Dataset, design: Design, quantiles: Sequence[float] = (0.025, 0.975)
 ) -> pd.DataFrame:
     """One row per hyper-parameter: mean, sd, quantiles, R-hat, bulk and tail ESS."""
-    import arviz_stats as azs  # not arviz: its plotting half imports Matplotlib
-
     draws = hyper_draws(posterior, design)
-    ds = xr.Dataset({k: ((CHAIN, DRAW), v) for k, v in draws.items()})
-    rhat = azs.rhat(ds)
-    ess_bulk = azs.ess(ds, method="bulk")
-    ess_tail = azs.ess(ds, method="tail")
+    rhat, ess_bulk, ess_tail = _convergence(draws)
     rows = []
-    for label, values in draws.items():
+    for i, values in enumerate(draws.values()):
         row = {k: float(v) for k, v in _stats(values, quantiles).items()}
-        row["r_hat"] = float(rhat[label])
-        row["ess_bulk"] = float(ess_bulk[label])
-        row["ess_tail"] = float(ess_tail[label])
+        row["r_hat"] = float(rhat[i])
+        row["ess_bulk"] = float(ess_bulk[i])
+        row["ess_tail"] = float(ess_tail[i])
         rows.append(row)
     table = pd.DataFrame(rows, index=pd.Index(list(draws), name="parameter"))
     return table

@@ -44,11 +44,13 @@ from typing import Any
 
 import numpy as np
 
+from bayesmixed import prior_numpy
 from bayesmixed import prior_table as table
 from bayesmixed.engines.common import (
     configure_jax,
     lbfgs_minimise,
     numpy_rng,
+    one_blas_thread,
     seed_sequence,
     to_datatree,
 )
@@ -550,7 +552,7 @@ def _rebalanced(nc: GlmmLayout, layout: GlmmLayout, mode: np.ndarray,
             cor = 0.9 * np.nan_to_num(cor) + 0.1 * np.eye(len(cols))  # shrink: keep it inside
             np.fill_diagonal(cor, 1.0)
             Lb = np.linalg.cholesky(cor)
-            raw = np.asarray(table.corr_cholesky_transform().inv(Lb), dtype=float)
+            raw = prior_numpy.corr_cholesky_inverse(Lb)  # NumPy: no eager JAX dispatch
             theta[pos: pos + size] = raw
             L[np.ix_(cols, cols)] = Lb
             pos += size
@@ -698,6 +700,11 @@ def warm_start(problem: GlmmProblem, centring: str | tuple[bool, ...] = "auto") 
         ``"auto"`` chooses per factor from the data (see the module docstring).
     """
     configure_jax()
+    with one_blas_thread():  # small dense algebra: BLAS threads cost more than they give
+        return _warm_start(problem, centring)
+
+
+def _warm_start(problem: GlmmProblem, centring: str | tuple[bool, ...]) -> GlmmProblem:
     nc, data = problem.layout, problem.data
     mode = _rebalanced(nc, nc, _find_mode(nc, data), data)
     if centring == "auto":
