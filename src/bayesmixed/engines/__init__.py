@@ -15,10 +15,11 @@ picks the engine for ``Model.fit(sampler=..., marginalize=...)`` and says why;
 ========== ==================================================================
 engine     what it does
 ========== ==================================================================
-nuts       NUTS on the full PyMC model (numpyro, blackjax or PyMC's sampler)
+nuts       NUTS on the full PyMC model (numpyro, blackjax or PyMC's sampler):
+           other samplers, links, priors, distributional and category models
 glmm       numpyro NUTS on the full model's log density written in JAX from the
-           design (non-Gaussian families: bernoulli, binomial, poisson,
-           negativebinomial; centred or not per factor, Hessian warm start)
+           design (gaussian, bernoulli, binomial, poisson, negativebinomial;
+           centred or not per factor, Hessian warm start)
 marginal   NUTS on the hyper-parameters, group effects integrated out exactly
            (Gaussian, identity link, one grouping factor); then exact draws
 gibbs      blocked Gibbs sweeps for large Gaussian models (identity link)
@@ -73,12 +74,16 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
     parameters, no funnel), ``True`` insists on it, ``False`` samples the full model, and
     ``"laplace"`` integrates them out approximately (:mod:`bayesmixed.engines.laplace`;
     any family the glmm engine writes, never chosen automatically).
-    The full model of a non-Gaussian family (:data:`bayesmixed.engines.glmm.CHOSEN_FAMILIES`)
-    runs on the ``glmm`` engine when it supports the model's link and priors and the
-    sampler is numpyro; every other full model runs on ``nuts`` (PyMC's graph translated
-    to JAX), the reason recording why ``glmm`` could not. A distributional model (a family
-    parameter with its own formula, ``sigma ~ Days``) has no exact marginal form here and
-    runs on ``nuts``: only the full model lets a family parameter vary by row.
+    The full model (``marginalize=False``, or a model without an exact marginal form such
+    as crossed factors or a non-Gaussian family) of a family of
+    :data:`bayesmixed.engines.glmm.CHOSEN_FAMILIES` (Gaussian included) runs on the
+    ``glmm`` engine when it supports the model's link and priors and the sampler is
+    numpyro: its data are arguments of one compiled program per structure, so a loop of
+    fits builds no PyMC model. Every other full model runs on ``nuts`` (PyMC's graph
+    translated to JAX; ``sampler="blackjax"`` or ``"pymc"`` included), the reason
+    recording why ``glmm`` could not. A distributional model (a family parameter with its
+    own formula, ``sigma ~ Days``) has no exact marginal form here and runs on ``nuts``:
+    only the full PyMC model lets a family parameter vary by row.
 
     Parameters
     ----------

@@ -1,11 +1,12 @@
 """Full-model NUTS for mixed models of any supported family, on a log density written in JAX.
 
 The chooser (:func:`bayesmixed.engines.choose_engine`) sends it the full model of every
-non-Gaussian model it supports with ``sampler="numpyro"``: bernoulli, binomial (``cbind``
+model it supports with ``sampler="numpyro"``: Gaussian (identity link; ``marginalize=False``
+or no exact marginal form, e.g. crossed factors), bernoulli, binomial (``cbind``
 included), Poisson and negative binomial with their usual links; other links, priors or
-samplers use the PyMC translation (:mod:`bayesmixed.engines.nuts`). It also writes the
-Gaussian family (identity link), reachable through :func:`fit`; the chooser keeps Gaussian
-models on the marginal, Gibbs or PyMC engines, against which the others are checked.
+samplers, distributional and category models use the PyMC translation
+(:mod:`bayesmixed.engines.nuts`), against which this engine is checked
+(``tests/test_glmm.py``).
 
 It samples the same model as :mod:`bayesmixed.build` (same priors, same posterior
 variables, dims and coords), but instead of translating PyMC's graph to JAX it writes the
