@@ -224,7 +224,7 @@ KW = {"draws": 150, "tune": 150, "chains": 2, "random_seed": 1, "progressbar": F
 
 @pytest.mark.parametrize(
     ("options", "engine"),
-    [({"marginalize": False}, "nuts"), ({}, "marginal"), ({"sampler": "gibbs"}, "gibbs")],
+    [({"marginalize": False}, "glmm"), ({}, "marginal"), ({"sampler": "gibbs"}, "gibbs")],
 )
 def test_alternative_parametrisations_fit_on_every_engine(sleepstudy, options, engine):
     model = bm.Model("Reaction ~ Days + (Days | Subject)", sleepstudy, priors=BUG6)
