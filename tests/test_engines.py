@@ -236,7 +236,7 @@ def test_alternative_parametrisations_fit_on_every_engine(sleepstudy, options, e
     table_ = fit.summary()
     assert 5 < table_.loc["Days", "mean"] < 15  # lme4: 10.47
     assert 15 < table_.loc["sigma", "mean"] < 40  # lme4: 25.6
-    words = {"nuts": "(numpyro NUTS)", "marginal": "(numpyro NUTS, group effects marginalised)",
+    words = {"glmm": "(numpyro NUTS)", "marginal": "(numpyro NUTS, group effects marginalised)",
              "gibbs": "(gibbs)"}[engine]
     assert words in repr(fit)
 
