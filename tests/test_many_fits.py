@@ -26,7 +26,7 @@ FITS, WARMUP = 24, 6
 
 
 def _loop(engine: str, fits: int = FITS) -> tuple[list[float], list[int]]:
-    rss, maps = [], []
+    rss, maps, seen = [], [], set()
     for i in range(fits):
         data = simulate(500 + i)
         data["y"] = data["y"] + 2 * i  # intercept 1 + 2 i
@@ -38,8 +38,12 @@ def _loop(engine: str, fits: int = FITS) -> tuple[list[float], list[int]]:
         assert fit.settings.engine == engine
         intercept = float(fit.idata["posterior"]["Intercept"].mean())
         assert abs(intercept - (1 + 2 * i)) < 1.5, (i, intercept)  # this data set's, not the last
-        if i > 0:  # after the first fit, nothing is compiled again
-            assert fit.idata["posterior"].attrs.get("compile_time", 0.0) < 0.5
+        # after the first fit of each parametrisation, nothing is compiled again (the glmm
+        # engine centres each factor or not from the data: one program per choice)
+        variant = fit.idata["posterior"].attrs.get("centred")
+        if variant in seen:
+            assert fit.idata["posterior"].attrs.get("compile_time", 0.0) < 0.5, (i, variant)
+        seen.add(variant)
         del fit
         gc.collect()
         rss.append(rss_mb())
