@@ -118,7 +118,7 @@ def _marginalize(fit: Fit, sampler: str) -> bool | str:
     engine = fit.settings.engine or fit.idata["posterior"].attrs.get("engine")
     if engine == "laplace" and sampler == fit.settings.sampler:
         return "laplace"
-    if sampler != fit.settings.sampler or engine not in ("marginal", "nuts"):
+    if sampler != fit.settings.sampler or engine not in ("marginal", "nuts", "glmm"):
         return "auto"  # gibbs: sampler='gibbs' pins it
     if engine == "marginal":
         return True
