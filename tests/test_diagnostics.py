@@ -121,15 +121,22 @@ def test_divergences_advise_target_accept(model):
 
 def test_glmm_divergences_name_the_parametrisation_and_the_funnel(model):
     """Divergences of a glmm fit: the warning says how the group effects were sampled,
-    why small data sets diverge (the funnel in the group SDs) and the three remedies."""
+    why small data sets diverge (the funnel in the group SDs) and the three remedies; a
+    Gaussian model (whose divergences came from centring) is pointed to the exact
+    marginal engine."""
     from dataclasses import replace
 
     fit = fake_fit(model, divergences=4)
     fit.settings = replace(fit.settings, engine="glmm", target_accept=0.95)
     fit.idata["posterior"].attrs["centred"] = "none"
-    with pytest.warns(ConvergenceWarning, match="4 divergent transitions") as record:
-        diag = check_fit(fit)
-    message = str(record[0].message)
+    with pytest.warns(ConvergenceWarning, match="4 divergent transitions"):
+        gaussian = check_fit(fit)
+    assert gaussian.family == "gaussian"
+    advice = gaussian.convergence_message()
+    assert "centred form a funnel" in advice and "marginalize='auto'" in advice
+    assert "HalfNormal" not in advice
+    diag = replace(gaussian, family="poisson")
+    message = diag.convergence_message()
     assert diag.centred == "none" and diag.rows_per_level == pytest.approx(10.0)
     assert "non-centred (r = T z) for every factor" in message
     assert "10 rows per level" in message and "funnel" in message

@@ -90,6 +90,8 @@ class Diagnostics:
     rows_per_level : float or None
         The fewest rows per level of any grouping factor (rows over levels), for the
         advice on divergences of ``glmm`` fits.
+    family : str or None
+        The model's family, for the advice on divergences of ``glmm`` fits.
     """
 
     table: pd.DataFrame
@@ -106,6 +108,7 @@ class Diagnostics:
     laplace_k_max: float = 0.7
     centred: str | None = None
     rows_per_level: float | None = None
+    family: str | None = None
 
     @property
     def high_rhat(self) -> list[str]:
@@ -186,6 +189,16 @@ class Diagnostics:
                 else f"centred (r sampled directly) for {centred}, non-centred for the rest")
         few = ("" if self.rows_per_level is None
                else f" (here {self.rows_per_level:.3g} rows per level)")
+        if self.family == "gaussian":
+            return (
+                f"- the glmm engine sampled the group effects {form}, chosen from the data. "
+                f"With few rows per level{few}, a group SD near zero makes the centred form a "
+                "funnel (docs/calibration.md: the Gaussian data sets that diverged had been "
+                "centred; non-centred they did not). With one grouping factor, model.fit() "
+                "integrates the group effects out exactly (marginalize='auto'), with no "
+                "funnel; otherwise refit with model.fit(target_accept=0.99) or drop group "
+                "slopes whose SD is near zero."
+            )
         return (
             f"- the glmm engine sampled the group effects {form}, chosen from the data. "
             f"With few rows per level{few} the data barely inform the group SDs and the "
@@ -312,6 +325,7 @@ def diagnose(fit: Fit, *, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) 
         laplace_k_max=_laplace_k_max(),
         centred=posterior.attrs.get("centred") if engine == "glmm" else None,
         rows_per_level=_rows_per_level(getattr(fit, "design", None)),
+        family=getattr(getattr(fit, "design", None), "family_name", None),
     )
 
 
