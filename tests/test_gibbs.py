@@ -27,9 +27,10 @@ def test_gibbs_fit_has_the_nuts_layout(sleepstudy, sleep_fit):
 
 
 def test_gibbs_refuses_non_gaussian_models():
+    """Poisson has no Polya-Gamma form here: a clear error naming what Gibbs runs."""
     cbpp = bm.datasets.cbpp()
-    model = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp)
-    with pytest.raises(SamplingError, match="family='gaussian'"):
+    model = bm.Model("incidence ~ period + (1 | herd)", cbpp, family="poisson")
+    with pytest.raises(SamplingError, match=r"family='gaussian'.*'binomial' with the logit"):
         model.fit(sampler="gibbs", draws=10, tune=10)
 
 
@@ -100,3 +101,83 @@ def test_auto_sampler_picks_gibbs_for_large_crossed_gaussian_models(sleepstudy):
         draws=50, tune=50, chains=1, random_seed=1
     )
     assert small.settings.sampler == "numpyro"
+
+
+# ---------------------------------------------------------------------------------------
+# Logit models by Polya-Gamma augmentation
+# ---------------------------------------------------------------------------------------
+
+
+def _bernoulli_slopes(seed: int = 1, groups: int = 40, per_group: int = 25) -> pd.DataFrame:
+    """A bernoulli GLMM with a correlated intercept-slope block (SDs 1 and 0.5, cor 0.3)."""
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(groups), per_group)
+    x = rng.normal(size=g.size)
+    u = rng.multivariate_normal([0, 0], [[1.0, 0.15], [0.15, 0.25]], groups)
+    eta = -0.3 + 0.7 * x + u[g, 0] + u[g, 1] * x
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+
+
+def _agree(gibbs: pd.DataFrame, nuts: pd.DataFrame, *, sd_tol: float) -> None:
+    """Posterior means within 4 combined Monte Carlo SEs, SDs within ``sd_tol``."""
+    print("\n" + pd.concat({"gibbs": gibbs, "nuts": nuts}, axis=1).round(3).to_string())
+    mcse = np.sqrt(gibbs["sd"] ** 2 / gibbs["ess_bulk"] + nuts["sd"] ** 2 / nuts["ess_bulk"])
+    assert ((gibbs["mean"] - nuts["mean"]).abs() < 4 * mcse).all()
+    assert ((gibbs["sd"] / nuts["sd"] - 1).abs() < sd_tol).all()
+
+
+def test_polya_gamma_gibbs_agrees_with_the_full_model():
+    """Bernoulli, ``(1 + x | g)`` with 40 levels (a large factor: the collapsed update):
+    Gibbs with Polya-Gamma weights and NUTS on the full model (glmm engine) agree."""
+    model = bm.Model("y ~ x + (1 + x | g)", _bernoulli_slopes(), family="bernoulli")
+    fit = model.fit(sampler="gibbs", draws=1000, tune=300, chains=4, random_seed=2,
+                    progressbar=False)
+    assert fit.settings.engine == "gibbs"
+    post = fit.idata["posterior"]
+    assert post.attrs["augmentation"] == "polya-gamma"
+    assert "sigma" not in post
+    assert dict(post["r_g"].sizes) == {"chain": 4, "draw": 1000, "g": 40, "g__term": 2}
+    nuts = model.fit(draws=1000, tune=1000, chains=4, random_seed=2, progressbar=False)
+    assert nuts.settings.engine == "glmm"
+    gibbs_table = fit.summary()
+    assert list(gibbs_table.index) == list(nuts.summary().index)
+    assert gibbs_table["r_hat"].max() < 1.01
+    _agree(gibbs_table, nuts.summary(), sd_tol=0.2)
+    assert fit.ranef()["g"].shape == nuts.ranef()["g"].shape
+    pred = fit.predict(kind="mean").draws.values
+    assert pred.shape[-1] == len(model.data) and np.all((pred > 0) & (pred < 1))
+
+
+def test_polya_gamma_gibbs_binomial_trials():
+    """cbpp, ``cbind(incidence, size - incidence)``: PG(size, eta) weights; the herd factor
+    (15 levels) joins the common effects' block."""
+    cbpp = bm.datasets.cbpp()
+    model = bm.Model("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp)
+    fit = model.fit(sampler="gibbs", draws=1000, tune=300, chains=4, random_seed=3,
+                    progressbar=False)
+    nuts = model.fit(draws=1000, tune=1000, chains=4, random_seed=3, progressbar=False)
+    np.testing.assert_array_equal(fit.idata["observed_data"][model.design.layout.response],
+                                  cbpp["incidence"].to_numpy())
+    _agree(fit.summary(), nuts.summary(), sd_tol=0.2)
+
+
+def test_gibbs_refuses_other_links():
+    data = _bernoulli_slopes(groups=10, per_group=5)
+    probit = bm.Model("y ~ x + (1 | g)", data, family="bernoulli", link="probit")
+    with pytest.raises(SamplingError, match="'bernoulli' with the 'probit' link"):
+        probit.fit(sampler="gibbs", draws=10, tune=10)
+
+
+def test_auto_sampler_picks_polya_gamma_gibbs_for_large_logit_models(monkeypatch):
+    from bayesmixed import engines
+    from bayesmixed.engines.common import SamplerSettings
+
+    model = bm.Model("y ~ x + (1 + x | g)", _bernoulli_slopes(), family="bernoulli")
+    settings = SamplerSettings()
+    assert engines.choose_engine(model.design, model.priors, settings).engine == "glmm"
+    monkeypatch.setattr(engines, "AUTO_PG_ROWS", len(model.data))
+    chosen = engines.choose_engine(model.design, model.priors, settings)
+    assert chosen.engine == "gibbs" and "Polya-Gamma" in chosen.engine_reason
+    forced = engines.choose_engine(model.design, model.priors, settings, marginalize="laplace")
+    assert forced.engine == "laplace"

@@ -170,9 +170,10 @@ class Diagnostics:
                 lines.append(
                     f"- the Gibbs sampler mixes slowly here (the lowest ESS is {lowest:.0%} of "
                     f"the draws{'' if self.rows is None else f'; {self.rows} rows'}): it is "
-                    "meant for large Gaussian models, where each sweep's blocks are well "
-                    "informed; use NUTS, model.fit(sampler='numpyro'), which sampler='auto' "
-                    "picks for models of this size."
+                    "meant for large models (Gaussian, or logit by Polya-Gamma augmentation), "
+                    "where each sweep's blocks are well informed; use NUTS, "
+                    "model.fit(sampler='numpyro'), which sampler='auto' picks for models of "
+                    "this size."
                 )
         if self.laplace_poor:
             lines.append(

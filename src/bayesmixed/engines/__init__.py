@@ -22,7 +22,8 @@ glmm       numpyro NUTS on the full model's log density written in JAX from the
            centred or not per factor, Hessian warm start)
 marginal   NUTS on the hyper-parameters, group effects integrated out exactly
            (Gaussian, identity link, one grouping factor); then exact draws
-gibbs      blocked Gibbs sweeps for large Gaussian models (identity link)
+gibbs      blocked Gibbs sweeps for large Gaussian models (identity link) and,
+           by Polya-Gamma augmentation, large logit bernoulli/binomial ones
 laplace    NUTS on the hyper-parameters, group effects integrated out by a
            Laplace approximation (opt-in: ``marginalize="laplace"``); then
            drawn from it, its error measured by importance weights
@@ -41,7 +42,8 @@ from bayesmixed._imports import import_tqdm_auto
 from bayesmixed.engines.common import SAMPLERS, SamplerSettings, memory_maps
 from bayesmixed.errors import SamplingError
 
-__all__ = ["AUTO_GIBBS_LEVELS", "AUTO_GIBBS_ROWS", "ENGINES", "MAPS_RELEASE_FRACTION",
+__all__ = ["AUTO_GIBBS_LEVELS", "AUTO_GIBBS_ROWS", "AUTO_PG_ROWS", "ENGINES",
+           "MAPS_RELEASE_FRACTION",
            "choose_engine", "clear_compiled", "engine", "run"]
 
 #: engine name -> module (imported on first use)
@@ -56,6 +58,11 @@ MAPS_RELEASE_FRACTION = 0.5
 #: a Gaussian model at least this large (rows, or levels over all factors) goes to Gibbs
 AUTO_GIBBS_ROWS, AUTO_GIBBS_LEVELS = 10_000, 1_000
 
+#: a logit bernoulli/binomial model with group effects and at least this many rows goes to
+#: the Polya-Gamma Gibbs sampler (measured in docs/benchmarks.md: at 100,000 rows full-model
+#: NUTS did not finish in 790 CPU-s, Gibbs did in minutes)
+AUTO_PG_ROWS = 50_000
+
 
 def engine(name: str) -> Any:
     """The module of engine ``name`` (``"nuts"``, ``"marginal"``, ``"gibbs"`` or ``"glmm"``)."""
@@ -69,9 +76,12 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
     Rules: ``sampler="gibbs"`` runs Gibbs (or raises why it cannot). ``sampler="auto"``
     runs Gibbs for Gaussian models with at least :data:`AUTO_GIBBS_ROWS` rows or
     :data:`AUTO_GIBBS_LEVELS` levels that have no exact marginal form (several grouping
-    factors), and numpyro otherwise. With numpyro, ``marginalize="auto"`` integrates the
-    group effects out whenever the model has an exact marginal form (always faster: fewer
-    parameters, no funnel), ``True`` insists on it, ``False`` samples the full model, and
+    factors), and for logit bernoulli/binomial models with group effects and at least
+    :data:`AUTO_PG_ROWS` rows (Polya-Gamma augmentation; below that size full-model NUTS
+    is the measured better choice), and numpyro otherwise. With numpyro,
+    ``marginalize="auto"`` integrates the group effects out whenever the model has an exact
+    marginal form (always faster: fewer parameters, no funnel), ``True`` insists on it,
+    ``False`` samples the full model, and
     ``"laplace"`` integrates them out approximately (:mod:`bayesmixed.engines.laplace`;
     any family the glmm engine writes, never chosen automatically).
     The full model (``marginalize=False``, or a model without an exact marginal form such
@@ -140,12 +150,19 @@ def choose_engine(design: Any, priors: Any, settings: SamplerSettings, *,
     if sampler == "auto":
         levels = sum(len(f.levels) for f in design.factors)
         large = design.n >= AUTO_GIBBS_ROWS or levels >= AUTO_GIBBS_LEVELS
-        if large and design.factors and no_marginal and gibbs.supports(design, priors) is None:
+        gaussian = design.family_name == "gaussian"
+        if (gaussian and large and design.factors and no_marginal
+                and gibbs.supports(design, priors) is None):
             return done(
                 "gibbs", "gibbs",
                 f"sampler='auto': a large Gaussian model ({design.n} rows, {levels} group "
                 f"levels) without an exact marginal form ({no_marginal})",
             )
+        logit = design.family_name in ("bernoulli", "binomial")
+        if (logit and design.n >= AUTO_PG_ROWS and design.factors
+                and gibbs.supports(design, priors) is None):
+            return done("gibbs", "gibbs", f"sampler='auto': a large logit {design.family_name} "
+                        f"model ({design.n} rows): Polya-Gamma blocked Gibbs")
         sampler = "numpyro"
     def full(reason: str) -> SamplerSettings:
         glmm = engine("glmm")

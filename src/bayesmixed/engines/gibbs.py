@@ -1,8 +1,14 @@
-"""Exact blocked Gibbs sampler for Gaussian mixed models: tens of thousands of rows.
+"""Exact blocked Gibbs sampler for large mixed models: Gaussian, and logit by Polya-Gamma.
 
 For a Gaussian response with identity link every full conditional is Gaussian or close to
 conjugate, so one sweep costs O(rows), needs no gradient and no step size, and never forms
-a dense ``Z``. The parameters are split into
+a dense ``Z``. A bernoulli or binomial response with the logit link becomes such a model by
+Polya-Gamma augmentation (Polson, Scott & Windle 2013): each sweep first draws
+``omega_i ~ PG(n_i, eta_i)`` for every row (:mod:`bayesmixed.engines.polyagamma`), given
+which the likelihood in the linear predictor is Gaussian with pseudo-response
+``kappa_i / omega_i`` (``kappa_i = y_i - n_i / 2``), precision ``omega_i`` and no ``sigma``;
+the same blocks are then drawn with the row weights ``omega``, whose sufficient statistics
+(:func:`_stats`) are recomputed every sweep instead of once. The parameters are split into
 
 * ``theta``: the common effects together with the group effects of every *small* factor
   (levels x terms <= ``SMALL``), one Gaussian vector;
@@ -21,7 +27,7 @@ One sweep:
    the inverse-Wishart conditional under a flat prior, accepted by the ratio of the actual
    priors (SD priors and LKJ), then an interweaving step (ASIS, Yu & Meng 2011) that
    redraws the SDs in the non-centred parameterisation, where they enter linearly;
-3. ``sigma`` by an inverse-gamma proposal accepted by the prior ratio.
+3. ``sigma`` by an inverse-gamma proposal accepted by the prior ratio (Gaussian only).
 
 Chains are placed by :func:`bayesmixed.engines.common.place_chains` (parallel on JAX
 devices, vectorised, or one after the other); everything is float64. The posterior has the
@@ -45,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from bayesmixed import prior_table as table
+from bayesmixed.engines import polyagamma
 from bayesmixed.engines.common import (
     SamplerSettings,
     configure_jax,
@@ -55,10 +62,13 @@ from bayesmixed.engines.common import (
 )
 from bayesmixed.errors import PriorError, SamplingError
 
-__all__ = ["SMALL", "fit", "supports"]
+__all__ = ["LIKELIHOODS", "SMALL", "fit", "supports"]
 
 #: factors with at most this many levels x terms join the common effects' Gaussian block
 SMALL = 250
+
+#: (family, link) pairs the sampler runs: Gaussian directly, logit ones by Polya-Gamma
+LIKELIHOODS = (("gaussian", "identity"), ("bernoulli", "logit"), ("binomial", "logit"))
 
 
 def supports(design: Any, priors: Any) -> str | None:
@@ -69,10 +79,15 @@ def supports(design: Any, priors: Any) -> str | None:
     why = row_varying_parameters(design)
     if why:
         return f"sampler='gibbs' cannot run {why}"
-    if design.family_name != "gaussian" or common.link_name != "identity":
-        return "sampler='gibbs' needs family='gaussian' with the identity link"
-    if set(common.family_priors) != {"sigma"}:
-        return "sampler='gibbs' needs a Gaussian model whose only family parameter is sigma"
+    family, link = design.family_name, common.link_name
+    if (family, link) not in LIKELIHOODS:
+        return ("sampler='gibbs' needs family='gaussian' with the identity link, or "
+                f"'bernoulli' or 'binomial' with the logit link (not {family!r} with the "
+                f"{link!r} link)")
+    wanted = {"sigma"} if family == "gaussian" else set()
+    if set(common.family_priors) != wanted:
+        return (f"sampler='gibbs' needs a {family} model whose family parameters are "
+                f"{sorted(wanted)} (not {sorted(common.family_priors)})")
     for term, prior in priors.common.items():
         if prior.name != "Normal":
             return f"sampler='gibbs' needs Normal priors on common terms ({term} has {prior.name})"
@@ -120,9 +135,16 @@ class _Structure:
     p: int
     p_aug: int
     factors: tuple[_FactorSpec, ...]
-    sigma_prior: str
+    family: str  # "gaussian", or "bernoulli"/"binomial" (logit, Polya-Gamma augmented)
+    sigma_prior: str | None
+    trials_max: int  # the largest number of trials of a row (1 for bernoulli)
     tune: int
     draws: int
+
+    @property
+    def augmented(self) -> bool:
+        """Whether the likelihood is a logit one, made Gaussian by Polya-Gamma weights."""
+        return self.family != "gaussian"
 
     @property
     def large(self) -> tuple[_FactorSpec, ...]:
@@ -145,13 +167,15 @@ def _canon(prior: Any, label: str) -> dict[str, np.ndarray]:
 
 
 def _setup(design: Any, priors: Any, settings: SamplerSettings) -> tuple[_Structure, dict]:
-    """Split factors, precompute sufficient statistics (numpy/scipy, sparse)."""
-    from scipy import sparse
+    """Split factors, lay out the augmented design, precompute what does not change."""
+    import jax
+    import jax.numpy as jnp
 
     common = design.common
     X = np.asarray(common.X, dtype=float)
     n, p = X.shape
-    y = np.asarray(common.response, dtype=float) - design.offset  # offset(...) known
+    family = design.family_name
+    response = np.asarray(common.response, dtype=float)
     specs: list[_FactorSpec] = []
     fdata: list[dict] = []
     offset = p
@@ -171,36 +195,18 @@ def _setup(design: Any, priors: Any, settings: SamplerSettings) -> tuple[_Struct
         fdata.append({"idx": np.asarray(fac.index, dtype=np.int64),
                       "Z": np.asarray(fac.X, dtype=float), "blocks": bdata})
     p_aug = offset
-    # sparse augmented design [X | Z_small...]; only for sufficient statistics
-    rows = [np.repeat(np.arange(n), p)]
-    cols = [np.tile(np.arange(p), n)]
-    vals = [X.reshape(-1)]
+    # the augmented design [X | Z_small...] row by row: its non-zero columns and values
+    cols = [np.broadcast_to(np.arange(p), (n, p))]
+    vals = [X]
     for f, d in zip(specs, fdata, strict=True):
         if f.small:
-            rows.append(np.repeat(np.arange(n), f.K))
-            cols.append((f.offset + d["idx"][:, None] * f.K + np.arange(f.K)[None, :])
-                        .reshape(-1))
-            vals.append(d["Z"].reshape(-1))
-    Xa = sparse.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, p_aug)
-    )
-    struct = _Structure(n, p, p_aug, tuple(specs), priors.family["sigma"].name,
-                        settings.tune, settings.draws)
-    large = struct.large
-    anchor = large[struct.anchor] if large else None
-    for f, d in zip(specs, fdata, strict=True):
-        idx, Z = d["idx"], d["Z"]
-        d["ZtZ"] = np.stack(
-            [np.bincount(idx, weights=Z[:, a] * Z[:, b], minlength=f.J)
-             for a in range(f.K) for b in range(f.K)], axis=-1
-        ).reshape(f.J, f.K, f.K)
-        if f.small:
-            continue
-        ind = sparse.csr_matrix((np.ones(n), (idx, np.arange(n))), shape=(f.J, n))
-        use = Xa if f is anchor else Xa[:, :p]  # see the anchor in _sweep
-        d["XaZ"] = np.stack(
-            [(ind @ use.multiply(Z[:, [t]]).tocsr()).toarray() for t in range(f.K)], axis=-1
-        )
+            cols.append(f.offset + d["idx"][:, None] * f.K + np.arange(f.K)[None, :])
+            vals.append(d["Z"])
+    trials = response[:, 1] if family == "binomial" else np.ones(n)
+    struct = _Structure(
+        n, p, p_aug, tuple(specs), family,
+        priors.family["sigma"].name if family == "gaussian" else None,
+        int(trials.max()) if n else 1, settings.tune, settings.draws)
     # Normal priors on the common effects, per column (tau etc. resolved by the table)
     m0 = np.zeros(p)
     s0 = np.ones(p)
@@ -209,17 +215,63 @@ def _setup(design: Any, priors: Any, settings: SamplerSettings) -> tuple[_Struct
         width = sl.stop - sl.start
         m0[sl] = np.broadcast_to(np.asarray(canon["loc"], float), width)
         s0[sl] = np.broadcast_to(np.asarray(canon["scale"], float), width)
-    # start: least squares for the common effects, zero group effects, modest covariances
-    beta0 = np.linalg.lstsq(X, y, rcond=None)[0] if p else np.zeros(0)
-    resid_var = float(np.var(y - X @ beta0)) if p else float(np.var(y))
+    data = {"X": X, "cols": np.concatenate(cols, axis=1), "vals": np.concatenate(vals, axis=1),
+            "m0": m0, "s0": s0, "factors": fdata}
     theta0 = np.zeros(p_aug)
-    theta0[:p] = beta0
-    data = {
-        "y": y, "X": X, "XaXa": (Xa.T @ Xa).toarray(), "m0": m0, "s0": s0,
-        "sigma_prior": _canon(priors.family["sigma"], "sigma"),
-        "factors": fdata, "theta0": theta0, "resid_var": np.asarray(resid_var),
-    }
+    if struct.augmented:
+        # Polya-Gamma: omega ~ PG(n, eta); then pseudo-data kappa / omega with weights omega
+        y = response[:, 0] if family == "binomial" else response.reshape(-1)
+        data.update(kappa=y - trials / 2.0, trials=trials,
+                    offset=np.asarray(design.offset, dtype=float), resid_var=np.asarray(1.0))
+    else:
+        y = response.reshape(-1) - design.offset  # offset(...) known
+        # start: least squares for the common effects, zero group effects
+        beta0 = np.linalg.lstsq(X, y, rcond=None)[0] if p else np.zeros(0)
+        theta0[:p] = beta0
+        resid_var = float(np.var(y - X @ beta0)) if p else float(np.var(y))
+        stats = _stats(struct, data, jnp.ones(n))  # unweighted, once for all sweeps
+        data.update(y=y, sigma_prior=_canon(priors.family["sigma"], "sigma"),
+                    resid_var=np.asarray(resid_var),
+                    stats=jax.tree.map(np.asarray, stats))
+    data["theta0"] = theta0
     return struct, data
+
+
+def _stats(S: _Structure, D: dict, w: Any) -> dict:
+    """The sufficient statistics of the (weighted) Gaussian likelihood, row weights ``w``.
+
+    ``XaXa = Xa' W Xa``; for every factor ``ZtZ[j] = Z_j' W Z_j`` per level ``j``; for every
+    large factor ``XaZ[j] = X_j' W Z_j`` per level (all of ``Xa`` for the anchor factor,
+    the common effects' ``X`` for the others: see :func:`_sweep`). Segment sums over the
+    rows, never a dense ``Z``. The Gaussian sampler computes them once (``W = I``); the
+    Polya-Gamma one every sweep, its weights being the ``omega`` just drawn.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    X, cols, vals = D["X"], D["cols"], D["vals"]
+    wvals = vals * w[:, None]
+    if S.p_aug == S.p:
+        XaXa = wvals.T @ X
+    else:
+        XaXa = jnp.zeros((S.p_aug, S.p_aug)).at[cols[:, :, None], cols[:, None, :]].add(
+            wvals[:, :, None] * vals[:, None, :])
+    ZtZ, XaZ = [], []
+    for i, f in enumerate(S.factors):
+        d = D["factors"][i]
+        idx, Z = d["idx"], d["Z"]
+        wZ = Z * w[:, None]
+        ZtZ.append(jax.ops.segment_sum(wZ[:, :, None] * Z[:, None, :], idx, num_segments=f.J))
+        if f.small:
+            continue
+        if i == S.factors.index(S.large[S.anchor]) and S.p_aug > S.p:
+            XaZ.append(jnp.zeros((f.J, S.p_aug, f.K)).at[
+                idx[:, None, None], cols[:, :, None], np.arange(f.K)[None, None, :]].add(
+                wvals[:, :, None] * Z[:, None, :]))
+        else:
+            XaZ.append(jax.ops.segment_sum(wZ[:, None, :] * X[:, :, None], idx,
+                                           num_segments=f.J))
+    return {"XaXa": XaXa, "ZtZ": ZtZ, "XaZ": XaZ}
 
 
 # ---------------------------------------------------------------------------------------
@@ -233,7 +285,7 @@ def _sweep(S: _Structure, D: dict, state: Any, key: Any):
     from jax.scipy.linalg import cho_solve, solve_triangular
 
     n, p, p_aug = S.n, S.p, S.p_aug
-    y, X, XaXa = D["y"], D["X"], D["XaXa"]
+    X = D["X"]
     factors, fdata = S.factors, D["factors"]
     large = [i for i, f in enumerate(factors) if not f.small]
     small = [i for i, f in enumerate(factors) if f.small]
@@ -325,37 +377,55 @@ def _sweep(S: _Structure, D: dict, state: Any, key: Any):
     theta, ubig, Sigmas, sigma2 = state
     ubig = list(ubig)
     Sigmas = [list(s) for s in Sigmas]
-    n_keys = 4 + 2 * len(large) + 3 * sum(len(f.blocks) for f in factors)
+    n_keys = 4 + S.augmented + 2 * len(large) + 3 * sum(len(f.blocks) for f in factors)
     keys = iter(jax.random.split(key, n_keys))
-    # 1. theta (+ each large factor, collapsed)
-    P0, pm = prior_precision(Sigmas)
     contrib = [gather(i, u) for i, u in zip(large, ubig, strict=True)]
     total_big = sum(contrib) if large else jnp.zeros(n)
+    # 0. the likelihood as a weighted Gaussian one: "wy" is W y, "weigh" multiplies by W
+    if S.augmented:  # omega ~ PG(trials, eta); then W = diag(omega), y = kappa / omega
+        omega = polyagamma.draw(next(keys), D["trials"],
+                                fixed_part(theta) + total_big + D["offset"],
+                                b_max=S.trials_max)
+        stats = _stats(S, D, omega)
+        wy = D["kappa"] - omega * D["offset"]
+
+        def weigh(v):
+            return omega * v
+    else:
+        stats, wy = D["stats"], D["y"]
+
+        def weigh(v):
+            return v
+    XaXa = stats["XaXa"]
+    # 1. theta (+ each large factor, collapsed)
+    P0, pm = prior_precision(Sigmas)
     if not large:
-        theta = draw_gaussian(next(keys), P0 + XaXa / sigma2, pm + Xa_t(y) / sigma2)
+        theta = draw_gaussian(next(keys), P0 + XaXa / sigma2, pm + Xa_t(wy) / sigma2)
     for li, fi in enumerate(large):
         f, d = factors[fi], fdata[fi]
         # the anchor factor is drawn jointly with all of theta; the others with the
         # common effects only (small factors' effects held fixed), which keeps the
         # cost at O(levels x p^2) instead of O(levels x |theta|^2)
         joint = li == S.anchor
-        r = y - (total_big - contrib[li])
+        r = total_big - contrib[li]  # the part of the linear predictor held fixed
         if not joint and small:
-            r = r - (fixed_part(theta) - X @ theta[:p])
+            r = r + (fixed_part(theta) - X @ theta[:p])
+        wr = wy - weigh(r)  # W (y - fixed part)
+        XaZ = stats["XaZ"][li]
         Sinv = jnp.linalg.inv(full_cov(fi, Sigmas[fi]))
-        M = sigma2 * Sinv[None] + d["ZtZ"]
+        M = sigma2 * Sinv[None] + stats["ZtZ"][fi]
         Lm = jnp.linalg.cholesky(M)
-        Ztr = seg(fi, d["Z"] * r[:, None])
+        Ztr = seg(fi, d["Z"] * wr[:, None])
         solve = jax.vmap(lambda L, B: cho_solve((L, True), B))
-        Minv_ZXa = solve(Lm, jnp.swapaxes(d["XaZ"], 1, 2))  # (J, K, q)
+        Minv_ZXa = solve(Lm, jnp.swapaxes(XaZ, 1, 2))  # (J, K, q)
         Minv_Ztr = solve(Lm, Ztr)
         q = p_aug if joint else p
-        xr = Xa_t(r) if joint else X.T @ r
-        P = P0[:q, :q] + (XaXa[:q, :q] - jnp.einsum("jpk,jkq->pq", d["XaZ"], Minv_ZXa)) / sigma2
-        b = pm[:q] + (xr - jnp.einsum("jpk,jk->p", d["XaZ"], Minv_Ztr)) / sigma2
+        xr = Xa_t(wr) if joint else X.T @ wr
+        P = P0[:q, :q] + (XaXa[:q, :q] - jnp.einsum("jpk,jkq->pq", XaZ, Minv_ZXa)) / sigma2
+        b = pm[:q] + (xr - jnp.einsum("jpk,jk->p", XaZ, Minv_Ztr)) / sigma2
         draw = draw_gaussian(next(keys), P, b)
         theta = draw if joint else theta.at[:p].set(draw)
-        rhs = Ztr - jnp.einsum("jpk,p->jk", d["XaZ"], draw)
+        rhs = Ztr - jnp.einsum("jpk,p->jk", XaZ, draw)
         mean_u = solve(Lm, rhs)
         eps = jax.random.normal(next(keys), (f.J, f.K))
         noise = jax.vmap(lambda L, e: solve_triangular(L.T, e, lower=False))(Lm, eps)
@@ -376,8 +446,8 @@ def _sweep(S: _Structure, D: dict, state: Any, key: Any):
             cols = np.asarray(blk.cols)
             u_b = u[:, cols]
             u_std = u_b / sd
-            ZtZ_b = d["ZtZ"][:, cols[:, None], cols[None, :]]  # (J, kb, kb)
-            Ztr_b = seg(fi, d["Z"][:, cols] * (y - eta)[:, None])  # Z_b' (full residual)
+            ZtZ_b = stats["ZtZ"][fi][:, cols[:, None], cols[None, :]]  # (J, kb, kb)
+            Ztr_b = seg(fi, d["Z"][:, cols] * (wy - weigh(eta))[:, None])  # Z_b' W resid
             Ztr_b = Ztr_b + jnp.einsum("jab,jb->ja", ZtZ_b, u_b)  # + Z_b' c_b
             WtW = jnp.einsum("ja,jab,jb->ab", u_std, ZtZ_b, u_std)
             Wtr = jnp.sum(u_std * Ztr_b, axis=0)
@@ -399,18 +469,18 @@ def _sweep(S: _Structure, D: dict, state: Any, key: Any):
             theta = theta.at[f.offset : f.offset + f.J * f.K].set(u.reshape(-1))
         else:
             ubig[large.index(fi)] = u
-    # 3. sigma^2: propose from IG(n/2 - 1, RSS/2), accept by the prior ratio
-    rss = jnp.sum((y - eta) ** 2)
-    prop = (rss / 2.0) / jax.random.gamma(next(keys), n / 2.0 - 1.0)
+    # 3. sigma^2 (Gaussian): propose from IG(n/2 - 1, RSS/2), accept by the prior ratio
+    if not S.augmented:
+        rss = jnp.sum((wy - eta) ** 2)
+        prop = (rss / 2.0) / jax.random.gamma(next(keys), n / 2.0 - 1.0)
 
-    def lp_sigma(s2):
-        s = jnp.sqrt(s2)
-        return table.log_prob(S.sigma_prior, D["sigma_prior"], s) - jnp.log(s)
+        def lp_sigma(s2):
+            s = jnp.sqrt(s2)
+            return table.log_prob(S.sigma_prior, D["sigma_prior"], s) - jnp.log(s)
 
-    accept = jnp.log(jax.random.uniform(next(keys))) < lp_sigma(prop) - lp_sigma(sigma2)
-    sigma2 = jnp.where(accept, prop, sigma2)
-    state = (theta, tuple(ubig), tuple(tuple(s) for s in Sigmas), sigma2)
-    return state, state
+        accept = jnp.log(jax.random.uniform(next(keys))) < lp_sigma(prop) - lp_sigma(sigma2)
+        sigma2 = jnp.where(accept, prop, sigma2)
+    return theta, tuple(ubig), tuple(tuple(s) for s in Sigmas), sigma2
 
 
 def _chain(S: _Structure, D: dict, key: Any):
@@ -428,14 +498,20 @@ def _chain(S: _Structure, D: dict, key: Any):
     )
     keys = jax.random.split(key, S.tune + S.draws)
 
-    def burn(state, k):
-        return _sweep(S, D, state, k)[0], None
+    def step(carry, step_key):
+        # one scan over burn-in and draws (the sweep is traced and compiled once); a
+        # burn-in sweep writes to slot 0 of the trace, which the first kept one overwrites
+        state, trace = carry
+        i, k = step_key
+        state = _sweep(S, D, state, k)
+        slot = jnp.maximum(i - S.tune, 0)
+        trace = jax.tree.map(
+            lambda t, v: jax.lax.dynamic_update_index_in_dim(t, v, slot, 0), trace, state)
+        return (state, trace), None
 
-    def keep(state, k):
-        return _sweep(S, D, state, k)
-
-    state, _ = jax.lax.scan(burn, init, keys[: S.tune])  # keeps no burn-in draws
-    _, trace = jax.lax.scan(keep, state, keys[S.tune :])
+    trace = jax.tree.map(lambda v: jnp.zeros((S.draws, *jnp.shape(v)), jnp.result_type(v)),
+                         init)
+    (_, trace), _ = jax.lax.scan(step, (init, trace), (jnp.arange(S.tune + S.draws), keys))
     return trace
 
 
@@ -520,8 +596,13 @@ def _to_datatree(design: Any, trace: Any, struct: _Structure, settings: SamplerS
         else:
             u = np.asarray(ubig[large.index(f)])
         posterior[names.r] = u
-    posterior[layout.family["sigma"]] = np.sqrt(np.asarray(sigma2))
-    observed = {layout.response: np.asarray(common.response, float)}
+    response = np.asarray(common.response, float)
+    if struct.augmented:
+        observed = {layout.response: response[:, 0] if struct.family == "binomial"
+                    else response.reshape(-1)}
+    else:
+        posterior[layout.family["sigma"]] = np.sqrt(np.asarray(sigma2))
+        observed = {layout.response: response}
     dims = {k: v for k, v in layout.dims().items() if k in posterior or k in observed}
     return to_datatree(
         posterior,
@@ -530,6 +611,7 @@ def _to_datatree(design: Any, trace: Any, struct: _Structure, settings: SamplerS
         coords=layout.coords(),
         dims=dims,
         attrs={"inference_library": "bayesmixed.gibbs", "sampler": "gibbs",
+               "augmentation": "polya-gamma" if struct.augmented else "none",
                "sampling_time": seconds, "chain_method": method,
                "tuning_steps": settings.tune},
     )
