@@ -17,6 +17,8 @@ Routes:
 * ``ours-cold``: the same with empty caches (every program compiled);
 * ``ours-laplace``: ``fit(marginalize="laplace")``: NUTS on the hyper-parameters, group
   effects integrated out by a Laplace approximation (:mod:`bayesmixed.engines.laplace`);
+* ``ours-gibbs``: ``fit(sampler="gibbs")``: blocked Gibbs with Polya-Gamma augmentation
+  (:mod:`bayesmixed.engines.gibbs`);
 * ``ours-pymc``: bayesmixed's previous full path: the PyMC model's log density translated
   to JAX by PyTensor (:func:`bayesmixed.engines.nuts.run_sampler`), non-centred;
 * ``bambi``: Bambi 0.21, ``fit(inference_method="numpyro")``;
@@ -48,7 +50,7 @@ DATA = HERE / "data" / "verbagg.csv.gz"
 FORMULA = "r2 ~ Anger + Gender + btype + situ + (1|id) + (1|item)"
 DRAWS, TUNE, CHAINS, SEED = 1000, 1000, 4, 1
 BRMS = {"wall_s": 152.0, "min_ess": 717.0}
-ROUTES = ("ours", "ours-cold", "ours-laplace", "ours-pymc", "bambi", "article")
+ROUTES = ("ours", "ours-cold", "ours-laplace", "ours-gibbs", "ours-pymc", "bambi", "article")
 
 
 def _data():
@@ -90,6 +92,8 @@ def ours(engine: str) -> dict:
         idata, _ = run_sampler(model.build(), settings, hyper_var_names(model.design))
     elif engine == "laplace":
         idata = model.fit(marginalize="laplace", **kwargs).idata
+    elif engine == "gibbs":
+        idata = model.fit(sampler="gibbs", **kwargs).idata
     else:
         idata = model.fit(**kwargs).idata
     names = [v for v in idata["posterior"].data_vars if not v.startswith("r_")]
@@ -145,6 +149,8 @@ def run_here(route: str) -> None:
         out = ours("jax")
     elif route == "ours-laplace":
         out = ours("laplace")
+    elif route == "ours-gibbs":
+        out = ours("gibbs")
     elif route == "ours-pymc":
         out = ours("pymc")
     elif route == "bambi":
@@ -213,7 +219,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {r: [] for r in routes}
     with tempfile.TemporaryDirectory() as tmp:
         warm = Path(tmp) / "warm"
-        for route in ("ours", "ours-laplace"):
+        for route in ("ours", "ours-laplace", "ours-gibbs"):
             if route in routes:
                 run_fresh(route, warm)  # a user's caches after a first fit
         for i in range(args.repeats):

@@ -154,11 +154,13 @@ class Model:
             NumPy integers).
         sampler : {"auto", "numpyro", "blackjax", "pymc", "gibbs"}
             ``"numpyro"``: NUTS on JAX. ``"gibbs"``: an exact blocked Gibbs sampler for
-            Gaussian models (identity link) that scales to hundreds of thousands of rows
-            and thousands of levels (see ``docs/scale.md``). ``"auto"`` (default) picks
-            numpyro, except for Gaussian models with at least 10,000 rows or 1,000 group
-            levels that cannot be marginalised (several grouping factors), where it picks
-            gibbs. ``fit.settings.sampler`` records the choice, ``fit.settings.engine``
+            Gaussian models (identity link) and, by Polya-Gamma augmentation, bernoulli
+            and binomial models with the logit link, that scales to hundreds of thousands
+            of rows and thousands of levels (see ``docs/scale.md``). ``"auto"`` (default)
+            picks numpyro, except for Gaussian models with at least 10,000 rows or 1,000
+            group levels that cannot be marginalised (several grouping factors) and logit
+            bernoulli/binomial models with group effects and at least 50,000 rows, where
+            it picks gibbs. ``fit.settings.sampler`` records the choice, ``fit.settings.engine``
             the engine that ran (``"nuts"``, ``"glmm"``, ``"marginal"`` or ``"gibbs"``) and
             ``fit.settings.engine_reason`` why (see :mod:`bayesmixed.engines`).
         target_accept : float
