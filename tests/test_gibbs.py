@@ -149,7 +149,6 @@ def test_polya_gamma_gibbs_agrees_with_the_full_model():
     assert pred.shape[-1] == len(model.data) and np.all((pred > 0) & (pred < 1))
 
 
-@pytest.mark.slow
 def test_polya_gamma_gibbs_binomial_trials():
     """cbpp, ``cbind(incidence, size - incidence)``: PG(size, eta) weights; the herd factor
     (15 levels) joins the common effects' block."""
