@@ -293,6 +293,29 @@ def _slope_data(family: str, seed: int, levels: int, per_level: int, sd=(0.5, 0.
     return df
 
 
+def _assert_same_posterior(ours, ref, *, same_names: bool = False,
+                           sds: bool = False) -> None:
+    """A glmm fit against the PyMC path's draws ``ref``: few divergences, R-hat < 1.02,
+    means within Monte Carlo error (and SDs within 15 % when ``sds``)."""
+    import arviz as az
+
+    assert ours.settings.engine == "glmm"
+    a = ours.idata["posterior"].to_dataset()
+    b = ref["posterior"].to_dataset()
+    if same_names:
+        assert sorted(a.data_vars) == sorted(b.data_vars)
+    assert int(ours.idata["sample_stats"]["diverging"].sum()) <= 5
+    assert float(az.rhat(a).to_array().max()) < 1.02
+    se_a, se_b = az.mcse(a), az.mcse(b)
+    for name in b.data_vars:
+        diff = np.abs(a[name].mean(("chain", "draw")) - b[name].mean(("chain", "draw")))
+        limit = 4.5 * np.sqrt(se_a[name] ** 2 + se_b[name] ** 2) + 1e-9
+        assert bool((diff <= limit).all()), name
+        if sds:
+            sd_a, sd_b = a[name].std(("chain", "draw")), b[name].std(("chain", "draw"))
+            assert bool((np.abs(sd_a - sd_b) <= 0.15 * sd_b + 1e-9).all()), name
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("family", "formula"), [
     ("binomial", "cbind(k, n - k) ~ x + (x | g)"),
@@ -301,22 +324,11 @@ def _slope_data(family: str, seed: int, levels: int, per_level: int, sd=(0.5, 0.
 ])
 def test_slope_posteriors_agree_with_the_pymc_path(family, formula):
     """Posterior means of both engines within Monte Carlo error on small slope GLMMs."""
-    import arviz as az
-
     model = bm.Model(formula, _slope_data(family, 11, 20, 20), family=family)
     kw = {"draws": 1000, "tune": 1000, "chains": 2, "random_seed": 5}
     ours = model.fit(**kw)
     ref = _nuts_fit(model, kw)  # the PyMC translation of the same model
-    assert ours.settings.engine == "glmm"
-    a = ours.idata["posterior"].to_dataset()
-    b = ref["posterior"].to_dataset()
-    assert int(ours.idata["sample_stats"]["diverging"].sum()) <= 5
-    assert float(az.rhat(a).to_array().max()) < 1.02
-    se_a, se_b = az.mcse(a), az.mcse(b)
-    for name in b.data_vars:
-        diff = np.abs(a[name].mean(("chain", "draw")) - b[name].mean(("chain", "draw")))
-        limit = 4.5 * np.sqrt(se_a[name] ** 2 + se_b[name] ** 2) + 1e-9
-        assert bool((diff <= limit).all()), name
+    _assert_same_posterior(ours, ref)
 
 
 @pytest.mark.slow
@@ -327,25 +339,11 @@ def test_slope_posteriors_agree_with_the_pymc_path(family, formula):
 def test_gaussian_full_models_agree_with_the_pymc_path(dataset, formula):
     """Gaussian full models (``marginalize=False``, or crossed factors) run on this engine
     and give the PyMC translation's posterior within Monte Carlo error."""
-    import arviz as az
-
     model = bm.Model(formula, getattr(bm.datasets, dataset)())
     kw = {"draws": 1000, "tune": 1000, "chains": 2, "random_seed": 7}
     ours = model.fit(marginalize=False, **kw)
     ref = _nuts_fit(model, kw)
-    assert ours.settings.engine == "glmm"
-    a = ours.idata["posterior"].to_dataset()
-    b = ref["posterior"].to_dataset()
-    assert sorted(a.data_vars) == sorted(b.data_vars)
-    assert int(ours.idata["sample_stats"]["diverging"].sum()) <= 5
-    assert float(az.rhat(a).to_array().max()) < 1.02
-    se_a, se_b = az.mcse(a), az.mcse(b)
-    for name in b.data_vars:
-        diff = np.abs(a[name].mean(("chain", "draw")) - b[name].mean(("chain", "draw")))
-        limit = 4.5 * np.sqrt(se_a[name] ** 2 + se_b[name] ** 2) + 1e-9
-        assert bool((diff <= limit).all()), name
-        sd_a, sd_b = a[name].std(("chain", "draw")), b[name].std(("chain", "draw"))
-        assert bool((np.abs(sd_a - sd_b) <= 0.15 * sd_b + 1e-9).all()), name
+    _assert_same_posterior(ours, ref, same_names=True, sds=True)
 
 
 def test_chooser_sends_gaussian_full_models_to_the_engine(sleepstudy):
