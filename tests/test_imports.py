@@ -179,3 +179,26 @@ def test_a_deferred_module_that_fails_is_not_left_half_imported(tmp_path):
         """
     )
     assert out == ["broken", "False"]
+
+
+def test_a_fit_leaves_sparse_and_numba_unimported_and_xarray_still_knows_sparse():
+    """pydata/sparse (and numba under it), which Bambi imports and xarray checks every
+    array against, is not run by a fit; once used, xarray treats its arrays as before."""
+    out = _run(
+        """
+        import sys
+        import bayesmixed as bm
+        fit = bm.Model("Reaction ~ Days + (1 | Subject)", bm.datasets.sleepstudy()).fit(
+            draws=50, tune=50, chains=1, progressbar=False)
+        str(fit)
+        print("numba" in sys.modules, type(sys.modules["sparse"]).__name__)
+        import numpy as np
+        import sparse
+        import xarray as xr
+        arr = xr.DataArray(sparse.COO.from_numpy(np.eye(3)), dims=("a", "b"))
+        dense = arr.as_numpy()
+        print(type(sys.modules["sparse"]).__name__, "numba" in sys.modules,
+              type(arr.data).__name__, type(dense.data).__name__, float(dense.sum()))
+        """
+    )
+    assert out == ["False", "_Deferred", "module", "True", "COO", "ndarray", "3.0"]

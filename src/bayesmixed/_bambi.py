@@ -8,6 +8,7 @@ here, in one place, and the adapter tests say so.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesmixed._imports import import_heavy
+from bayesmixed._imports import defer_duck_array_module, import_heavy
 from bayesmixed.errors import FamilyError, FormulaError
 from bayesmixed.priors import Prior
 
@@ -131,9 +132,17 @@ class BambiCommon:
 #: Matplotlib; together about 1.5 s of every first fit on the 2-core machine).
 DEFERRED_MODULES = {"bambi.interpret": (), "arviz_plots": ("plot_dist",)}
 
+#: Duck-array libraries Bambi imports but a fit never uses (pydata/sparse, for Bambi's own
+#: predictions, brings numba: about 0.9 s), deferred and hidden from xarray's type checks
+#: until their first use (``_imports.defer_duck_array_module``).
+DEFERRED_DUCK_ARRAYS = ("sparse",)
+
 
 def _import_bambi():
     """Bambi, imported once with the modules a fit does not use deferred (``_imports``)."""
+    if "bambi" not in sys.modules:
+        for name in DEFERRED_DUCK_ARRAYS:
+            defer_duck_array_module(name)
     return import_heavy("bambi", defer=DEFERRED_MODULES)
 
 

@@ -25,9 +25,11 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 
-__all__ = ["defer_module", "import_heavy", "import_tqdm_auto"]
+__all__ = ["defer_duck_array_module", "defer_module", "import_heavy", "import_tqdm_auto"]
 
 _LOADING = threading.RLock()
+#: functions called with a deferred module once its code has run (by module name)
+_ON_RUN: dict[str, list[Callable[[ModuleType], None]]] = {}
 
 
 class _Deferred(ModuleType):
@@ -55,6 +57,8 @@ def _run(module: ModuleType) -> ModuleType:
             except BaseException:
                 sys.modules.pop(module.__spec__.name, None)
                 raise
+            for hook in _ON_RUN.pop(module.__spec__.name, ()):
+                hook(module)
     return module
 
 
@@ -109,6 +113,44 @@ def defer_module(name: str, functions: Iterable[str] = ()) -> None:
     sys.modules[name] = module
     if parent in sys.modules:
         setattr(sys.modules[parent], name.rpartition(".")[2], module)
+
+
+def defer_duck_array_module(name: str) -> None:
+    """Defer ``name``, a duck-array library xarray supports, and keep xarray from running it.
+
+    xarray checks every array it wraps against the array types of the duck-array libraries
+    it supports, importing each library (if installed) for the check. Bambi installs
+    pydata/sparse, which imports numba: about 0.9 s of every first fit here, for a type no
+    array of a fit has. While ``name`` is deferred, no object can be an instance of its
+    types, so xarray is told it has none; when the module's code runs (at its first real
+    use), xarray's cached answer is dropped and xarray looks the types up again.
+    Nothing happens when ``name`` is already imported, cannot be found, or this version of
+    xarray keeps no such cache.
+
+    Examples
+    --------
+    >>> from bayesmixed._imports import defer_duck_array_module
+    >>> defer_duck_array_module("numpy") is None  # already imported: nothing to do
+    True
+    """
+    if name in sys.modules:
+        return
+    defer_module(name)
+    if type(sys.modules.get(name)) is not _Deferred:
+        return
+    try:
+        from xarray.namedarray import pycompat
+
+        cache = pycompat._cached_duck_array_modules
+        absent = object.__new__(pycompat.DuckArrayModule)
+        absent.module, absent.type, absent.available = None, (), False
+        absent.version = pycompat.Version("0.0.0")
+    except Exception:  # another xarray: it imports the module itself, as without us
+        return
+    if name in cache:
+        return
+    cache[name] = absent
+    _ON_RUN.setdefault(name, []).append(lambda _module: cache.pop(name, None))
 
 
 def import_heavy(name: str, defer: Mapping[str, Iterable[str]] | None = None) -> ModuleType:
