@@ -129,8 +129,10 @@ class BambiCommon:
 #: Modules that ``import bambi`` runs but a fit never uses, with the functions Bambi takes
 #: from them at import: they run at their first use instead (``bambi.interpret``: Bambi's
 #: effect plots, which import all of ArviZ and seaborn; ``arviz_plots``, which imports
-#: Matplotlib; together about 1.5 s of every first fit on the 2-core machine).
-DEFERRED_MODULES = {"bambi.interpret": (), "arviz_plots": ("plot_dist",)}
+#: Matplotlib; together about 1.5 s of every first fit on the 2-core machine;
+#: ``scipy.signal``, which arviz-stats imports for its density estimates, about 0.1 s).
+DEFERRED_MODULES = {"bambi.interpret": (), "arviz_plots": ("plot_dist",),
+                    "scipy.signal": ("convolve", "convolve2d")}
 
 #: Duck-array libraries Bambi imports but a fit never uses (pydata/sparse, for Bambi's own
 #: predictions, brings numba: about 0.9 s), deferred and hidden from xarray's type checks
