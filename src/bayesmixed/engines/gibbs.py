@@ -374,6 +374,41 @@ def _sweep(S: _Structure, D: dict, state: Any, key: Any):
         accept = jnp.log(jax.random.uniform(k3)) < lp(Sigma_new) - lp(Sigma_old)
         return jnp.where(accept, Sigma_new, Sigma_old)
 
+    def interweave_cholesky(key, i, bi, Sig, u_b, ZtZ_b, Ztr_b):
+        """ASIS step (Yu & Meng 2011) for a block's covariance: with the standardised
+        effects ``zeta = L^-1 u`` fixed, the lower-triangular Cholesky factor ``L`` of
+        ``Sigma`` enters the linear predictor linearly, so its (weighted) Gaussian
+        likelihood is an exact proposal; accepted by the prior ratio of ``L`` (the prior
+        of ``Sigma`` times the Jacobian ``prod_a L_aa^(k - a)``, ``a = 0..k-1``). For one
+        column it redraws the SD; with several, SDs and correlations move together,
+        which the centred step alone does slowly when the effects are weakly identified.
+        """
+        k = u_b.shape[1]
+        rows, cols_ = np.tril_indices(k)  # the free entries of L, row by row
+        L = jnp.linalg.cholesky(Sig)
+        zeta = solve_triangular(L, u_b.T, lower=True).T  # (J, k)
+        # u_j[rows[m]] gets l[m] zeta_j[cols_[m]]: elementwise Gram and right-hand side
+        zc = zeta[:, cols_]  # (J, m)
+        G = jnp.sum(zc[:, :, None] * ZtZ_b[:, rows[:, None], rows[None, :]] * zc[:, None, :],
+                    axis=0) / sigma2
+        h = jnp.sum(zc * Ztr_b[:, rows], axis=0) / sigma2
+        k1, k2 = jax.random.split(key)
+        l_new = draw_gaussian(k1, G + 1e-12 * jnp.eye(len(rows)), h)
+        L_new = jnp.zeros((k, k)).at[rows, cols_].set(l_new)
+        diag = jnp.diagonal(L_new)
+
+        def log_prior(Lc):
+            dg = jnp.abs(jnp.diagonal(Lc))
+            Sg = Lc @ Lc.T
+            sd = jnp.sqrt(jnp.diag(Sg))
+            jac = jnp.sum((k - jnp.arange(k)) * jnp.log(dg))
+            return block_log_prior(i, bi, sd, Sg / jnp.outer(sd, sd)) + jac
+
+        ok = jnp.all(diag > 0) & (
+            jnp.log(jax.random.uniform(k2)) < log_prior(L_new) - log_prior(L))
+        L_use = jnp.where(ok, L_new, L)
+        return L_use, zeta @ L_use.T
+
     theta, ubig, Sigmas, sigma2 = state
     ubig = list(ubig)
     Sigmas = [list(s) for s in Sigmas]
@@ -433,38 +468,27 @@ def _sweep(S: _Structure, D: dict, state: Any, key: Any):
         new_c = gather(fi, ubig[li])
         total_big = total_big - contrib[li] + new_c
         contrib[li] = new_c
-    # 2. covariances (centred MH) and SDs (non-centred, interweaving); the SD step
-    # works from per-level sufficient statistics: one segment sum and one gather
+    # 2. covariances (centred MH), then their Cholesky factors (non-centred, interweaving);
+    # the second step works from per-level sufficient statistics: one segment sum, one gather
     eta = fixed_part(theta) + total_big
     for fi, f in enumerate(factors):
         d = fdata[fi]
         u = u_small(fi, theta) if f.small else ubig[large.index(fi)]
         for bi, blk in enumerate(f.blocks):
             Sig = sample_cov(next(keys), fi, bi, u, Sigmas[fi][bi])
-            sd = jnp.sqrt(jnp.diag(Sig))
-            R = Sig / jnp.outer(sd, sd)
             cols = np.asarray(blk.cols)
             u_b = u[:, cols]
-            u_std = u_b / sd
             ZtZ_b = stats["ZtZ"][fi][:, cols[:, None], cols[None, :]]  # (J, kb, kb)
             Ztr_b = seg(fi, d["Z"][:, cols] * (wy - weigh(eta))[:, None])  # Z_b' W resid
             Ztr_b = Ztr_b + jnp.einsum("jab,jb->ja", ZtZ_b, u_b)  # + Z_b' c_b
-            WtW = jnp.einsum("ja,jab,jb->ab", u_std, ZtZ_b, u_std)
-            Wtr = jnp.sum(u_std * Ztr_b, axis=0)
-            Pw = WtW / sigma2 + 1e-12 * jnp.eye(len(cols))
-            sd_new = draw_gaussian(next(keys), Pw, Wtr / sigma2)
-            ok = jnp.all(sd_new > 0) & (
-                jnp.log(jax.random.uniform(next(keys)))
-                < sd_log_prior(fi, bi, jnp.abs(sd_new)) - sd_log_prior(fi, bi, sd)
-            )
-            sd_use = jnp.where(ok, sd_new, sd)
-            delta = u_std * (sd_use - sd)
+            L_new, u_new = interweave_cholesky(next(keys), fi, bi, Sig, u_b, ZtZ_b, Ztr_b)
+            delta = u_new - u_b
             if len(cols) == 1:
                 eta = eta + d["Z"][:, cols[0]] * delta[d["idx"], 0]
             else:
                 eta = eta + jnp.sum(d["Z"][:, cols] * delta[d["idx"]], axis=1)
-            u = u.at[:, cols].set(u_std * sd_use)
-            Sigmas[fi][bi] = R * jnp.outer(sd_use, sd_use)
+            u = u.at[:, cols].set(u_new)
+            Sigmas[fi][bi] = L_new @ L_new.T
         if f.small:
             theta = theta.at[f.offset : f.offset + f.J * f.K].set(u.reshape(-1))
         else:
