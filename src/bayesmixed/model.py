@@ -6,6 +6,7 @@ The design (Bambi/formulae), priors and PyMC model are built on first use.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -136,7 +137,7 @@ class Model:
         self,
         *,
         draws: int = 1000,
-        tune: int = 1000,
+        tune: int | None = None,
         chains: int = 4,
         sampler: str = "auto",
         target_accept: float = 0.8,
@@ -151,7 +152,11 @@ class Model:
         ----------
         draws, tune, chains : int
             Draws kept per chain, tuning steps per chain, number of chains (Python or
-            NumPy integers).
+            NumPy integers). ``tune`` defaults to 1000 NUTS tuning steps, and to
+            :data:`bayesmixed.engines.GIBBS_TUNE` (250) burn-in sweeps when the Gibbs
+            engine runs (it adapts nothing; its chains forget their start within a few
+            sweeps, ``docs/benchmarks.md``); a ``tune`` given is used as given.
+            ``fit.settings.tune`` records the number used.
         sampler : {"auto", "numpyro", "blackjax", "pymc", "gibbs"}
             ``"numpyro"``: NUTS on JAX. ``"gibbs"``: an exact blocked Gibbs sampler for
             Gaussian models (identity link) and, by Polya-Gamma augmentation, bernoulli
@@ -199,13 +204,13 @@ class Model:
         'numpyro'
         """
         from bayesmixed.diagnostics import check_fit
-        from bayesmixed.engines import choose_engine, run
+        from bayesmixed.engines import GIBBS_TUNE, NUTS_TUNE, choose_engine, run
         from bayesmixed.engines.common import SamplerSettings
         from bayesmixed.results import Fit
 
         settings = SamplerSettings(
             draws=draws,
-            tune=tune,
+            tune=NUTS_TUNE if tune is None else tune,
             chains=chains,
             sampler="numpyro" if sampler == "auto" else sampler,
             target_accept=target_accept,
@@ -216,6 +221,8 @@ class Model:
         design = self.design
         settings = choose_engine(design, self.priors, settings, sampler=sampler,
                                  marginalize=marginalize)
+        if tune is None and settings.engine == "gibbs":
+            settings = dataclasses.replace(settings, tune=GIBBS_TUNE)
         idata, seconds = run(design, self.priors, settings)
         fit = Fit(self, idata, settings=settings, sampling_time=seconds)
         check_fit(fit)  # one ConvergenceWarning / SingularFitWarning naming the parameters

@@ -42,7 +42,7 @@ from bayesmixed._imports import import_tqdm_auto
 from bayesmixed.engines.common import SAMPLERS, SamplerSettings, memory_maps
 from bayesmixed.errors import SamplingError
 
-__all__ = ["AUTO_GIBBS_LEVELS", "AUTO_GIBBS_ROWS", "AUTO_PG_ROWS", "ENGINES",
+__all__ = ["AUTO_GIBBS_LEVELS", "AUTO_GIBBS_ROWS", "AUTO_PG_ROWS", "ENGINES", "GIBBS_TUNE",
            "MAPS_RELEASE_FRACTION",
            "choose_engine", "clear_compiled", "engine", "run"]
 
@@ -63,6 +63,15 @@ AUTO_GIBBS_ROWS, AUTO_GIBBS_LEVELS = 10_000, 1_000
 #: finish in 790 CPU-s, Gibbs did in 538; at 1,000 rows NUTS gave 1.2-4x Gibbs's ESS; the
 #: crossover between was not measured, so the threshold is conservative)
 AUTO_PG_ROWS = 50_000
+
+#: burn-in sweeps of the Gibbs engine when ``fit(tune=...)`` is not given (NUTS: 1000
+#: tuning steps). Gibbs has nothing to adapt; burn-in only has to forget the start, and on
+#: the 100,000-row bernoulli model every hyper-parameter of all four chains was inside
+#: its stationary band within 5 sweeps (docs/benchmarks.md), so 250 is 50 times that
+GIBBS_TUNE = 250
+
+#: tuning steps of the NUTS engines when ``fit(tune=...)`` is not given
+NUTS_TUNE = 1000
 
 
 def engine(name: str) -> Any:

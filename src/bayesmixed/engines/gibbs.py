@@ -374,41 +374,6 @@ def _sweep(S: _Structure, D: dict, state: Any, key: Any):
         accept = jnp.log(jax.random.uniform(k3)) < lp(Sigma_new) - lp(Sigma_old)
         return jnp.where(accept, Sigma_new, Sigma_old)
 
-    def interweave_cholesky(key, i, bi, Sig, u_b, ZtZ_b, Ztr_b):
-        """ASIS step (Yu & Meng 2011) for a block's covariance: with the standardised
-        effects ``zeta = L^-1 u`` fixed, the lower-triangular Cholesky factor ``L`` of
-        ``Sigma`` enters the linear predictor linearly, so its (weighted) Gaussian
-        likelihood is an exact proposal; accepted by the prior ratio of ``L`` (the prior
-        of ``Sigma`` times the Jacobian ``prod_a L_aa^(k - a)``, ``a = 0..k-1``). For one
-        column it redraws the SD; with several, SDs and correlations move together,
-        which the centred step alone does slowly when the effects are weakly identified.
-        """
-        k = u_b.shape[1]
-        rows, cols_ = np.tril_indices(k)  # the free entries of L, row by row
-        L = jnp.linalg.cholesky(Sig)
-        zeta = solve_triangular(L, u_b.T, lower=True).T  # (J, k)
-        # u_j[rows[m]] gets l[m] zeta_j[cols_[m]]: elementwise Gram and right-hand side
-        zc = zeta[:, cols_]  # (J, m)
-        G = jnp.sum(zc[:, :, None] * ZtZ_b[:, rows[:, None], rows[None, :]] * zc[:, None, :],
-                    axis=0) / sigma2
-        h = jnp.sum(zc * Ztr_b[:, rows], axis=0) / sigma2
-        k1, k2 = jax.random.split(key)
-        l_new = draw_gaussian(k1, G + 1e-12 * jnp.eye(len(rows)), h)
-        L_new = jnp.zeros((k, k)).at[rows, cols_].set(l_new)
-        diag = jnp.diagonal(L_new)
-
-        def log_prior(Lc):
-            dg = jnp.abs(jnp.diagonal(Lc))
-            Sg = Lc @ Lc.T
-            sd = jnp.sqrt(jnp.diag(Sg))
-            jac = jnp.sum((k - jnp.arange(k)) * jnp.log(dg))
-            return block_log_prior(i, bi, sd, Sg / jnp.outer(sd, sd)) + jac
-
-        ok = jnp.all(diag > 0) & (
-            jnp.log(jax.random.uniform(k2)) < log_prior(L_new) - log_prior(L))
-        L_use = jnp.where(ok, L_new, L)
-        return L_use, zeta @ L_use.T
-
     theta, ubig, Sigmas, sigma2 = state
     ubig = list(ubig)
     Sigmas = [list(s) for s in Sigmas]
@@ -481,7 +446,9 @@ def _sweep(S: _Structure, D: dict, state: Any, key: Any):
             ZtZ_b = stats["ZtZ"][fi][:, cols[:, None], cols[None, :]]  # (J, kb, kb)
             Ztr_b = seg(fi, d["Z"][:, cols] * (wy - weigh(eta))[:, None])  # Z_b' W resid
             Ztr_b = Ztr_b + jnp.einsum("jab,jb->ja", ZtZ_b, u_b)  # + Z_b' c_b
-            L_new, u_new = interweave_cholesky(next(keys), fi, bi, Sig, u_b, ZtZ_b, Ztr_b)
+            L_new, u_new = _interweave_cholesky(
+                next(keys), Sig, u_b, ZtZ_b, Ztr_b, sigma2,
+                functools.partial(block_log_prior, fi, bi))
             delta = u_new - u_b
             if len(cols) == 1:
                 eta = eta + d["Z"][:, cols[0]] * delta[d["idx"], 0]
@@ -505,6 +472,72 @@ def _sweep(S: _Structure, D: dict, state: Any, key: Any):
         accept = jnp.log(jax.random.uniform(next(keys))) < lp_sigma(prop) - lp_sigma(sigma2)
         sigma2 = jnp.where(accept, prop, sigma2)
     return theta, tuple(ubig), tuple(tuple(s) for s in Sigmas), sigma2
+
+
+def _interweave_cholesky(key: Any, Sigma: Any, u: Any, ZtZ: Any, Ztr: Any, sigma2: Any,
+                         log_prior: Any) -> tuple[Any, Any]:
+    """One interweaving step (ASIS, Yu & Meng 2011) for a block's covariance.
+
+    With the standardised effects ``zeta_j = L^-1 u_j`` held fixed, the entries of the
+    lower-triangular Cholesky factor ``L`` of ``Sigma`` enter the linear predictor
+    linearly (``u_j = L zeta_j``), so their weighted Gaussian likelihood is an exact
+    Gaussian proposal (flat in ``L``); it is accepted by the ratio of the prior of ``L``:
+    the prior of ``Sigma = L L'`` times the Jacobian ``prod_a L_aa^(k - a)``
+    (``a = 0..k-1``), and ``L_aa > 0``. With one column this redraws the SD; with several,
+    the SDs and correlations move together, which the centred step (``Sigma`` given the
+    effects) does slowly when each level's effects are weakly identified.
+
+    Parameters
+    ----------
+    key : jax.Array
+        A PRNG key.
+    Sigma : jax.Array
+        The current covariance (k, k).
+    u : jax.Array
+        The block's group effects (J, k).
+    ZtZ, Ztr : jax.Array
+        Per level, ``Z_j' W Z_j`` (J, k, k) and ``Z_j' W (y - the rest of the linear
+        predictor)`` (J, k): the block's own contribution is not subtracted.
+    sigma2 : jax.Array
+        The residual variance (1 for Polya-Gamma weights).
+    log_prior : callable
+        ``log_prior(sd, R)``: the log prior density of ``Sigma`` expressed by its SDs and
+        correlation matrix.
+
+    Returns
+    -------
+    tuple
+        The new Cholesky factor (k, k) and the new effects (J, k).
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.scipy.linalg import cho_solve, solve_triangular
+
+    k = u.shape[1]
+    rows, cols = np.tril_indices(k)  # the free entries of L
+    L = jnp.linalg.cholesky(Sigma)
+    zeta = solve_triangular(L, u.T, lower=True).T  # (J, k)
+    # u_j[rows[m]] gets l[m] zeta_j[cols[m]]: elementwise Gram and right-hand side
+    zc = zeta[:, cols]  # (J, m)
+    G = jnp.sum(zc[:, :, None] * ZtZ[:, rows[:, None], rows[None, :]] * zc[:, None, :],
+                axis=0) / sigma2 + 1e-12 * jnp.eye(len(rows))
+    h = jnp.sum(zc * Ztr[:, rows], axis=0) / sigma2
+    k1, k2 = jax.random.split(key)
+    chol = jnp.linalg.cholesky(G)
+    l_new = cho_solve((chol, True), h) + solve_triangular(
+        chol.T, jax.random.normal(k1, h.shape), lower=False)
+    L_new = jnp.zeros((k, k)).at[rows, cols].set(l_new)
+
+    def log_prior_L(Lc):
+        Sg = Lc @ Lc.T
+        sd = jnp.sqrt(jnp.diag(Sg))
+        jac = jnp.sum((k - jnp.arange(k)) * jnp.log(jnp.abs(jnp.diagonal(Lc))))
+        return log_prior(sd, Sg / jnp.outer(sd, sd)) + jac
+
+    ok = jnp.all(jnp.diagonal(L_new) > 0) & (
+        jnp.log(jax.random.uniform(k2)) < log_prior_L(L_new) - log_prior_L(L))
+    L_use = jnp.where(ok, L_new, L)
+    return L_use, zeta @ L_use.T
 
 
 def _chain(S: _Structure, D: dict, key: Any):
