@@ -181,3 +181,19 @@ def test_auto_sampler_picks_polya_gamma_gibbs_for_large_logit_models(monkeypatch
     assert chosen.engine == "gibbs" and "Polya-Gamma" in chosen.engine_reason
     forced = engines.choose_engine(model.design, model.priors, settings, marginalize="laplace")
     assert forced.engine == "laplace"
+
+
+def test_gibbs_burn_in_defaults_to_gibbs_tune_and_an_explicit_tune_wins(sleepstudy):
+    """``fit(tune=None)`` runs :data:`GIBBS_TUNE` burn-in sweeps on the Gibbs engine (it
+    adapts nothing); a ``tune`` given is used as given; both are recorded."""
+    from bayesmixed.engines import GIBBS_TUNE, NUTS_TUNE
+
+    model = bm.Model("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    default = model.fit(sampler="gibbs", draws=20, chains=1, random_seed=1, progressbar=False)
+    assert (GIBBS_TUNE, NUTS_TUNE) == (250, 1000)
+    assert default.settings.tune == GIBBS_TUNE
+    assert default.idata["posterior"].attrs["tuning_steps"] == GIBBS_TUNE
+    given = model.fit(sampler="gibbs", draws=20, tune=7, chains=1, random_seed=1,
+                      progressbar=False)
+    assert given.settings.tune == 7
+    assert given.idata["posterior"].attrs["tuning_steps"] == 7

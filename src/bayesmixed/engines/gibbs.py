@@ -25,8 +25,10 @@ One sweep:
    factor, ``theta`` is drawn in one block;
 2. each block's covariance by an independence Metropolis-Hastings step whose proposal is
    the inverse-Wishart conditional under a flat prior, accepted by the ratio of the actual
-   priors (SD priors and LKJ), then an interweaving step (ASIS, Yu & Meng 2011) that
-   redraws the SDs in the non-centred parameterisation, where they enter linearly;
+   priors (SD priors and LKJ), then an interweaving step (ASIS, Yu & Meng 2011,
+   :func:`_interweave_cholesky`) that redraws the covariance's Cholesky factor in the
+   non-centred parameterisation, where its entries enter linearly (SDs and correlations
+   move together; with one column it redraws the SD);
 3. ``sigma`` by an inverse-gamma proposal accepted by the prior ratio (Gaussian only).
 
 Chains are placed by :func:`bayesmixed.engines.common.place_chains` (parallel on JAX
@@ -541,7 +543,13 @@ def _interweave_cholesky(key: Any, Sigma: Any, u: Any, ZtZ: Any, Ztr: Any, sigma
 
 
 def _chain(S: _Structure, D: dict, key: Any):
-    """One chain: ``tune`` burn-in sweeps (not kept), then ``draws`` recorded sweeps."""
+    """One chain: ``tune`` burn-in sweeps (not kept), then ``draws`` recorded sweeps.
+
+    ``Model.fit`` runs :data:`bayesmixed.engines.GIBBS_TUNE` burn-in sweeps unless ``tune``
+    is given: the chain adapts nothing and forgets its start (common effects at least
+    squares or zero, group effects zero, covariances ``resid_var / 4`` times the identity)
+    within a few sweeps.
+    """
     import jax
     import jax.numpy as jnp
 
