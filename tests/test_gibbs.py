@@ -197,3 +197,8 @@ def test_gibbs_burn_in_defaults_to_gibbs_tune_and_an_explicit_tune_wins(sleepstu
                       progressbar=False)
     assert given.settings.tune == 7
     assert given.idata["posterior"].attrs["tuning_steps"] == 7
+    # a refit keeps an explicit tune; a default one is the default of the refit's engine
+    assert given.update(draws=20, random_seed=2).settings.tune == 7
+    assert default.update(draws=20, random_seed=2).settings.tune == GIBBS_TUNE
+    other = default.update(sampler="numpyro", draws=20, chains=1, random_seed=2)
+    assert other.settings.engine != "gibbs" and other.settings.tune == NUTS_TUNE

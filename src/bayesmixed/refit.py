@@ -100,9 +100,18 @@ def update(
         dropna=model.dropna,
     )
     settings = {name: getattr(fit.settings, name) for name in _OPTIONS}
+    if settings["tune"] == _default_tune(fit.settings.engine):
+        settings["tune"] = None  # the engine's default again: the refit may run another
     settings.update(options)
     settings["random_seed"] = random_seed
     return new_model.fit(marginalize=_marginalize(fit, settings["sampler"]), **settings)
+
+
+def _default_tune(engine: str | None) -> int:
+    """Warm-up that ``fit(tune=None)`` gives ``engine`` (Gibbs burn-in or NUTS tuning)."""
+    from bayesmixed.engines import GIBBS_TUNE, NUTS_TUNE
+
+    return GIBBS_TUNE if engine == "gibbs" else NUTS_TUNE
 
 
 def _marginalize(fit: Fit, sampler: str) -> bool | str:

@@ -60,7 +60,7 @@ AUTO_GIBBS_ROWS, AUTO_GIBBS_LEVELS = 10_000, 1_000
 
 #: a logit bernoulli/binomial model with group effects and at least this many rows goes to
 #: the Polya-Gamma Gibbs sampler (docs/benchmarks.md: at 100,000 rows full-model NUTS did not
-#: finish in 790 CPU-s, Gibbs did in 538; at 1,000 rows NUTS gave 1.2-4x Gibbs's ESS; the
+#: finish in 790 CPU-s, Gibbs did in 372; at 1,000 rows NUTS gave 1.2-4x Gibbs's ESS; the
 #: crossover between was not measured, so the threshold is conservative)
 AUTO_PG_ROWS = 50_000
 
