@@ -315,3 +315,41 @@ def test_every_engine_gives_the_same_posterior(sleepstudy):
     for name in ("marginal", "gibbs"):
         print("\n" + name + "\n" + tables[name].round(3).to_string())
         assert_same_posterior(tables[name], tables["glmm"])
+
+
+@pytest.mark.parametrize("chains, draws", [(2, 5), (3, 2)])
+def test_datatree_is_the_one_arviz_from_dict_builds(chains, draws):
+    from arviz_base import from_dict
+
+    from bayesmixed.engines.common import to_datatree
+
+    rng = np.random.default_rng(1)
+    posterior = {"Intercept": rng.normal(size=(chains, draws)),
+                 "sd_g": rng.normal(size=(chains, draws, 2)),
+                 "r_g": rng.normal(size=(chains, draws, 3, 2)),
+                 "extra": rng.normal(size=(chains, draws, 4))}  # no dims: ArviZ names them
+    stats = {"diverging": np.zeros((chains, draws), dtype=bool),
+             "n_steps": np.arange(chains * draws).reshape(chains, draws)}
+    observed = {"y": rng.normal(size=6)}
+    coords = {"g": ["a", "b", "c"], "g__term": ["Intercept", "x"], "sd_g_dim": ["1", "x"],
+              "__obs__": np.arange(6), "unused": [1, 2]}
+    dims = {"sd_g": ["sd_g_dim"], "r_g": ["g", "g__term"], "y": ["__obs__"]}
+    attrs = {"engine": "marginal", "sampling_time": 0.5}
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        tree = to_datatree(posterior, stats, observed=observed, coords=coords, dims=dims,
+                           attrs=attrs)
+    with warnings.catch_warnings(record=True) as theirs:
+        warnings.simplefilter("always")
+        used = {d for ds in dims.values() for d in ds}
+        expected = from_dict(
+            {"posterior": posterior, "sample_stats": stats, "observed_data": observed},
+            coords={k: v for k, v in coords.items() if k in used}, dims=dims,
+            sample_dims=["chain", "draw"], attrs={"posterior": attrs})
+    assert [str(w.message) for w in ours] == [str(w.message) for w in theirs]
+    assert bool(ours) == (chains > draws)  # ArviZ's "chain longer than draw" check kept
+    assert list(tree.children) == list(expected.children)
+    for group in expected.children:
+        a, b = tree[group].to_dataset(), expected[group].to_dataset()
+        assert a.attrs.pop("created_at") and b.attrs.pop("created_at")
+        assert a.identical(b), group

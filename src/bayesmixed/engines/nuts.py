@@ -106,6 +106,11 @@ def run_sampler(model: Any, settings: SamplerSettings, var_names: list[str]) -> 
 _COMPILED: dict[Any, Any] = {}
 _COMPILED_MAX = 8
 
+#: Most iterations a compiled sampler runs and records per call, and the most values
+#: (coordinates and statistics of an iteration, times iterations) such a block holds (see
+#: :func:`_nuts_programs`; 512 was the fastest of 64 to 2,048 for 6 coordinates).
+RECORD_BLOCK, RECORD_VALUES = 512, 8192
+
 
 def clear_programs() -> None:
     """Forget the compiled samplers and posterior maps of this module (see ``clear_compiled``)."""
@@ -140,16 +145,20 @@ class NutsDraws:
     chain_method: str
 
 
-def _nuts_programs(potential_fn_gen: Any, *, tune: int, draws: int, target_accept: float,
+def _nuts_programs(potential_fn_gen: Any, *, tune: int, rows: int, target_accept: float,
                    dense_mass: bool, max_tree_depth: int):
     """The two traceable functions of one chain: ``init`` and ``advance``.
 
     ``init(data, z0, key) -> state`` starts numpyro's NUTS kernel (warm-up adaptation
-    included). ``advance(data, state, record, n) -> (state, record)`` runs ``n`` more
-    iterations (``n`` is traced, so one compiled program serves one call for the whole
-    run or many calls that feed a progress bar) and writes the post-warm-up ones into the
-    preallocated ``record`` (``draws`` rows). ``state`` crosses the boundary as a plain
-    list of arrays, so that loading the exported programs needs no numpyro classes (and no
+    included). ``advance(data, state, record, n) -> (state, record)`` runs ``n <= rows``
+    more iterations (``n`` is traced, so one compiled program serves every call) and
+    writes iteration ``i`` of the call into row ``i`` of ``record`` (``rows`` rows); the
+    caller keeps the rows past warm-up (:func:`run_nuts`). The record is a short block
+    (:data:`RECORD_BLOCK`, :data:`RECORD_VALUES`), not the whole run: a buffer of every
+    draw, carried through numpyro's loops, slowed every iteration in proportion to its
+    size (a 40-row marginal fit, 6 coordinates, 500 + 1,000 iterations: a third of its
+    sampling time). ``state`` crosses the boundary as a plain list of
+    arrays, so that loading the exported programs needs no numpyro classes (and no
     numpyro import); ``init`` must be traced before ``advance``.
     """
     import jax
@@ -177,16 +186,14 @@ def _nuts_programs(potential_fn_gen: Any, *, tune: int, draws: int, target_accep
         return leaves
 
     def advance(data: Any, leaves: Any, record: Any, n: Any):
-        def body(_: Any, carry: Any):
+        def body(i: Any, carry: Any):
             state, record = carry
             state = sample_kernel(state, model_args=(data,))
-            row = state.i - tune - 1  # state.i counts iterations done, warm-up first
-            at = jnp.clip(row, 0, draws - 1)
+            at = jnp.clip(i, 0, rows - 1)
             values = (state.z, state.potential_energy, state.energy, state.num_steps,
                       state.accept_prob, state.diverging, state.adapt_state.step_size)
             record = jax.tree.map(
-                lambda rec, v: lax.dynamic_update_index_in_dim(
-                    rec, jnp.where(row >= 0, v, rec[at]).astype(rec.dtype), at, 0),
+                lambda rec, v: lax.dynamic_update_index_in_dim(rec, v.astype(rec.dtype), at, 0),
                 record, values,
             )
             return state, record
@@ -262,7 +269,7 @@ def _save_exported(key: str, exported: Any) -> None:
 
 
 def _compiled_sampler(potential_fn_gen: Any, data: Any, z0: Any, keys: Any, *, method: str,
-                      chains: int, options: tuple, static_key: Any, draws: int):
+                      chains: int, options: tuple, static_key: Any):
     """Compiled ``init`` and ``advance`` for the chain method, from the caches if possible.
 
     With a ``static_key``, the traced programs are kept in this process and, exported
@@ -274,8 +281,8 @@ def _compiled_sampler(potential_fn_gen: Any, data: Any, z0: Any, keys: Any, *, m
     import jax.numpy as jnp
     from jax import export
 
-    tune, n_draws, target_accept, dense_mass, max_tree_depth, dtype = options
-    record = _empty_record(z0.shape[-1], draws, None if method != "vectorized" else chains,
+    tune, rows, target_accept, dense_mass, max_tree_depth, dtype = options
+    record = _empty_record(z0.shape[-1], rows, None if method != "vectorized" else chains,
                            dtype)
     per_chain = method != "vectorized"
     init_args = (data, z0[0] if per_chain else z0, keys[0] if per_chain else keys)
@@ -287,7 +294,7 @@ def _compiled_sampler(potential_fn_gen: Any, data: Any, z0: Any, keys: Any, *, m
     exported = _load_exported(key) if key is not None and cache_enabled() else None
     if exported is None:
         init, advance = _nuts_programs(
-            potential_fn_gen, tune=tune, draws=n_draws, target_accept=target_accept,
+            potential_fn_gen, tune=tune, rows=rows, target_accept=target_accept,
             dense_mass=dense_mass, max_tree_depth=max_tree_depth,
         )
         if not per_chain:
@@ -310,7 +317,7 @@ def _compiled_sampler(potential_fn_gen: Any, data: Any, z0: Any, keys: Any, *, m
     if method == "parallel":
         init_c = jax.pmap(init_fn, in_axes=(None, 0, 0)).lower(data, z0, keys).compile()
         state = jax.eval_shape(jax.pmap(init_fn, in_axes=(None, 0, 0)), data, z0, keys)
-        rec = _empty_record(z0.shape[-1], draws, chains, dtype)
+        rec = _empty_record(z0.shape[-1], rows, chains, dtype)
         n = np.zeros(chains, dtype=np.int64)
         advance_c = jax.pmap(advance_fn, in_axes=(None, 0, 0, 0)).lower(
             data, state, rec, n).compile()
@@ -327,10 +334,10 @@ def _compiled_sampler(potential_fn_gen: Any, data: Any, z0: Any, keys: Any, *, m
     return compiled
 
 
-def _empty_record(dim: int, draws: int, chains: int | None = None,
+def _empty_record(dim: int, rows: int, chains: int | None = None,
                   dtype: Any = np.float64) -> tuple:
-    """Zeroed buffers for the recorded draws (numpy: no JAX dispatch), per chain or all."""
-    lead = (draws,) if chains is None else (chains, draws)
+    """Zeroed buffers for a block of recorded iterations (numpy: no JAX dispatch)."""
+    lead = (rows,) if chains is None else (chains, rows)
     return (
         np.zeros((*lead, dim), dtype=dtype),
         np.zeros(lead, dtype=dtype),
@@ -402,14 +409,15 @@ def run_nuts(
     )
     z0 = np.asarray(init, dtype=dtype)
     keys = jax_keys(seed, chains)
-    options = (settings.tune, settings.draws, float(settings.target_accept), bool(dense_mass),
-               int(max_tree_depth), np.dtype(dtype).name)
     total = settings.tune + settings.draws
+    rows = min(total, RECORD_BLOCK, max(32, RECORD_VALUES // (z0.shape[-1] + 6)))
+    options = (settings.tune, rows, float(settings.target_accept), bool(dense_mass),
+               int(max_tree_depth), np.dtype(dtype).name)
 
     start = time.perf_counter()
     init_c, advance_c = _compiled_sampler(
         potential_fn_gen, data, z0, keys, method=method, chains=chains, options=options,
-        static_key=static_key, draws=settings.draws,
+        static_key=static_key,
     )
     compile_seconds = time.perf_counter() - start
 
@@ -418,31 +426,40 @@ def run_nuts(
         from tqdm.auto import tqdm
 
         progress = tqdm(total=total * chains, desc="Sampling", unit="it")
-    chunk = max(1, -(-total // 20)) if progress is not None else total
+    chunk = min(rows, max(1, -(-total // 20))) if progress is not None else rows
+    lead = None if method == "sequential" else chains
+    axis = 0 if lead is None else 1  # the iterations' axis of a record block
 
-    def run(state: Any, record: Any, scale: int):
+    def run(state: Any, scale: int) -> tuple:
+        """Every iteration in blocks of ``chunk``; the post-warm-up rows, joined."""
+        kept = []
         done = 0
         while done < total:
             step = min(chunk, total - done)
             n = np.full(chains, step, dtype=np.int64) if method == "parallel" else (
                 np.asarray(step, dtype=np.int64))
-            state, record = advance_c(data, state, record, n)
+            state, record = advance_c(data, state, _empty_record(z0.shape[-1], rows, lead,
+                                                                 dtype), n)
+            first = max(settings.tune - done, 0)  # rows before it are warm-up
+            if first < step:
+                kept.append((record, first, step))
             done += step
             if progress is not None:
                 jax.block_until_ready(record)
                 progress.update(step * scale)
-        return jax.device_get(jax.block_until_ready(record))
+        blocks = jax.device_get([record for record, _, _ in kept])
+        return tuple(
+            np.concatenate([np.take(rec[k], np.arange(lo, hi), axis=axis)
+                            for rec, (_, lo, hi) in zip(blocks, kept, strict=True)], axis=axis)
+            for k in range(len(blocks[0]))
+        )
 
     start = time.perf_counter()
     if method == "sequential":
-        outs = []
-        for c in range(chains):
-            state = init_c(data, z0[c], keys[c])
-            outs.append(run(state, _empty_record(z0.shape[-1], settings.draws, None, dtype), 1))
+        outs = [run(init_c(data, z0[c], keys[c]), 1) for c in range(chains)]
         out = tuple(np.stack(parts) for parts in zip(*outs, strict=True))
     else:
-        state = init_c(data, z0, keys)
-        out = run(state, _empty_record(z0.shape[-1], settings.draws, chains, dtype), chains)
+        out = run(init_c(data, z0, keys), chains)
     sampling_seconds = time.perf_counter() - start
     if progress is not None:
         progress.close()
