@@ -118,6 +118,29 @@ def test_centred_density_is_the_change_of_variables():
     assert a == pytest.approx(b - fl.n_levels * log_det_T, abs=1e-9)
 
 
+@pytest.mark.parametrize(("family", "formula"), CASES)
+def test_parametrisation_as_data_is_the_same_density(family, formula):
+    """The programs compiled once per structure (the parametrisation of each factor as
+    data, ``GlmmLayout.generic``) give the density and gradient of the fixed layouts."""
+    import jax
+    import jax.numpy as jnp
+
+    model = bm.Model(formula, _data(), family=family)
+    problem = glmm.prepare(model.design, model.priors)
+    nc = problem.layout
+    rng = np.random.default_rng(5)
+    for centred in {tuple(bool(c) for c in rng.integers(0, 2, len(nc.factors))),
+                    tuple(True for _ in nc.factors), tuple(False for _ in nc.factors)}:
+        layout = nc.with_centring(centred, nc.dense)
+        theta = jnp.asarray(0.4 * rng.normal(size=nc.dim))
+        fixed = jax.value_and_grad(lambda t, la=layout: glmm.log_density(la, t, problem.data))
+        generic = jax.value_and_grad(lambda t, la=layout: glmm.log_density(
+            la.generic(), t, glmm._flagged(la, problem.data)))
+        (a, ga), (b, gb) = fixed(theta), generic(theta)
+        assert float(b) == pytest.approx(float(a), abs=1e-9), centred
+        np.testing.assert_allclose(np.asarray(gb), np.asarray(ga), rtol=1e-9, atol=1e-9)
+
+
 def _simulated(seed: int, per_level: int, sd: float, levels: int = 12) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(levels), per_level)

@@ -40,6 +40,7 @@ __all__ = [
     "cache_enabled",
     "configure_host_devices",
     "configure_jax",
+    "import_numpyro",
     "jax_keys",
     "numpy_rng",
     "one_blas_thread",
@@ -233,6 +234,21 @@ def configure_jax(x64: bool = True) -> None:
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def import_numpyro() -> None:
+    """Import numpyro before tracing a program whose code uses it (the priors' densities).
+
+    Importing numpyro's inference modules (with ``jax.extend`` and JAX's pallas, which
+    they load) adds entries to JAX's trace context, which is part of the key of every
+    compiled program: a program first traced before the import was traced and compiled a
+    second time on its next call (the glmm engine's mode search, in the second fit of every
+    process: a second or more). ``numpyro`` itself may be in ``sys.modules`` unexecuted
+    (ArviZ registers it with a lazy loader), so the submodule is imported.
+    """
+    from bayesmixed._imports import import_heavy
+
+    import_heavy("numpyro.infer")
 
 
 # ---------------------------------------------------------------------------------------

@@ -20,9 +20,10 @@ log density from the design:
   :mod:`bayesmixed.prior_table` (PyMC's alternative parametrisations resolved by
   :func:`~bayesmixed.prior_table.canonical`), likelihoods are written in JAX;
 * every array of the data (design, response, level indices, prior parameters, the warm
-  start) is an *argument* of the compiled programs, so one compiled sampler serves every
-  data set of the same structure and shapes, in this process and (through
-  :func:`bayesmixed.engines.nuts.run_nuts`'s caches) in later ones.
+  start, and each factor's parametrisation, below) is an *argument* of the compiled
+  programs, so one compiled sampler serves every data set of the same structure and
+  shapes, in this process and (through :func:`bayesmixed.engines.nuts.run_nuts`'s caches)
+  in later ones.
 
 Hand-off to NUTS (measured in ``docs/benchmarks.md``): the joint posterior is first
 maximised in the non-centred parametrisation (L-BFGS on the compiled gradient); at that point
@@ -49,6 +50,7 @@ from bayesmixed import prior_numpy
 from bayesmixed import prior_table as table
 from bayesmixed.engines.common import (
     configure_jax,
+    import_numpyro,
     lbfgs_minimise,
     numpy_rng,
     one_blas_thread,
@@ -108,7 +110,7 @@ class _FactorLayout:
     n_terms: int
     blocks: tuple[tuple[int, ...], ...]  # correlated blocks (>= 2 columns)
     ones: bool  # a single all-ones column: r[index] alone
-    centred: bool
+    centred: bool | None  # None: data[f"centred{f}"] says (GlmmLayout.generic)
     sd_slots: tuple[_Slot, ...]  # one per term
     lkj_start: int
     level_start: int
@@ -131,12 +133,21 @@ class GlmmLayout:
     dim: int
     dense: bool
 
-    def with_centring(self, centred: tuple[bool, ...], dense: bool) -> GlmmLayout:
+    def with_centring(self, centred: tuple[bool | None, ...], dense: bool) -> GlmmLayout:
         """The same layout with other parametrisations per factor and preconditioner kind."""
         from dataclasses import replace
 
         facs = tuple(replace(f, centred=c) for f, c in zip(self.factors, centred, strict=True))
         return replace(self, factors=facs, dense=dense)
+
+    def generic(self) -> GlmmLayout:
+        """The layout whose compiled programs take each factor's parametrisation as data.
+
+        Every program of the engine (warm start, NUTS, draws) is compiled for this form,
+        with ``data[f"centred{f}"]`` (:func:`_flagged`) saying which parametrisation each
+        factor has: one program per model structure, whichever the data choose.
+        """
+        return self.with_centring(tuple(None for _ in self.factors), self.dense)
 
 
 @dataclass
@@ -288,14 +299,32 @@ def _factor_T(fl: _FactorLayout, theta, data: dict, f: int):
     return sd, L, lp
 
 
-def _levels(fl: _FactorLayout, theta, sd, L):
-    """Group effects ``r`` (G, K) and the level coordinates' density (prior, in its space)."""
+def _levels(fl: _FactorLayout, theta, sd, L, data: dict, f: int):
+    """Group effects ``r`` (G, K) and the level coordinates' density (prior, in its space).
+
+    ``fl.centred`` True: the coordinates are ``r``; False: ``z`` with ``r = T z``; None:
+    the choice is data, ``data[f"centred{f}"]`` (1.0 or 0.0), so that one compiled
+    program serves both (see :meth:`GlmmLayout.generic`).
+    """
     import jax.numpy as jnp
     from jax.scipy.linalg import solve_triangular
 
     G, K = fl.n_levels, fl.n_terms
     u = theta[fl.level_start: fl.level_start + G * K].reshape(G, K)
     T = sd[:, None] * L
+    if fl.centred is None:
+        c = data[f"centred{f}"]
+        logdet = jnp.sum(jnp.log(sd)) + jnp.sum(jnp.log(jnp.diagonal(L)))
+        if fl.blocks:
+            eye = jnp.eye(K, dtype=T.dtype)
+            r = u @ (c * eye + (1.0 - c) * T).T
+            # z = T^-1 r: T^-1 when centred, the identity when not (T never inverted then)
+            inverse = solve_triangular(jnp.where(c > 0.5, T, eye), eye, lower=True)
+            z = u @ (c * inverse + (1.0 - c) * eye).T
+        else:
+            r = u * (c + (1.0 - c) * sd)
+            z = u * (c / jnp.where(c > 0.5, sd, 1.0) + (1.0 - c))
+        return r, _std_normal_lp(z) - c * G * logdet
     if fl.centred:
         r = u
         z = solve_triangular(T, r.T, lower=True).T if fl.blocks else r / sd
@@ -376,7 +405,7 @@ def _unpack(layout: GlmmLayout, theta, data: dict):
     sds, Ls, rs = [], [], []
     for f, fl in enumerate(layout.factors):
         sd, L, lp_f = _factor_T(fl, theta, data, f)
-        r, lp_r = _levels(fl, theta, sd, L)
+        r, lp_r = _levels(fl, theta, sd, L, data, f)
         lp = lp + lp_f + lp_r
         sds.append(sd)
         Ls.append(L)
@@ -429,6 +458,8 @@ def _programs(layout: GlmmLayout) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
+    import_numpyro()  # before tracing: else traced twice (see import_numpyro)
+
     def neg(theta, data):
         return -log_density(layout, theta, data)
 
@@ -462,7 +493,12 @@ def _programs(layout: GlmmLayout) -> dict[str, Any]:
         grads = []
         for f, fl in enumerate(layout.factors):
             Xg = jnp.ones((eta.shape[0], 1), eta.dtype) if fl.ones else data[f"Xg{f}"]
-            grads.append(Xg if fl.centred else Xg @ (sds[f][:, None] * Ls[f]))
+            T = sds[f][:, None] * Ls[f]
+            if fl.centred is None:  # dr/du = c I + (1 - c) T (see _levels)
+                c = data[f"centred{f}"]
+                grads.append(Xg @ (c * jnp.eye(fl.n_terms, dtype=T.dtype) + (1.0 - c) * T))
+            else:
+                grads.append(Xg if fl.centred else Xg @ T)
         return w, grads
 
     def hvp(theta, data, v):
@@ -491,6 +527,24 @@ def clear_programs() -> None:
     _programs.cache_clear()
 
 
+def _program(layout: GlmmLayout, name: str) -> Any:
+    """Compiled program ``name`` of the layout's structure (:meth:`GlmmLayout.generic`).
+
+    Call it with :func:`_flagged` data: the parametrisation of each factor is an argument,
+    so a data set whose factors the engine centres differently reuses the programs.
+    """
+    return _programs(layout.generic())[name]
+
+
+def _flagged(layout: GlmmLayout, data: dict) -> dict:
+    """``data`` with each factor's parametrisation, ``centred{f}`` 1.0 or 0.0 (a new dict)."""
+    out = dict(data)
+    for f, fl in enumerate(layout.factors):
+        if fl.centred is not None:
+            out[f"centred{f}"] = np.asarray(1.0 if fl.centred else 0.0)
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # Warm start: mode, centring per factor, Hessian-based scale
 # ---------------------------------------------------------------------------------------
@@ -516,8 +570,9 @@ def _initial_theta(layout: GlmmLayout, data: dict) -> np.ndarray:
 def _find_mode(layout: GlmmLayout, data: dict) -> np.ndarray:
     """Joint posterior mode in the non-centred parametrisation (compiled L-BFGS)."""
     theta0 = _initial_theta(layout, data)
-    theta = np.asarray(_programs(layout)["optimise"](theta0, data), dtype=float)
-    vg = _programs(layout)["value_and_grad"]
+    data = _flagged(layout, data)
+    theta = np.asarray(_program(layout, "optimise")(theta0, data), dtype=float)
+    vg = _program(layout, "value_and_grad")
     if not np.all(np.isfinite(theta)) or not np.isfinite(float(vg(theta, data)[0])):
         return theta0
     return theta
@@ -534,8 +589,8 @@ def _rebalanced(nc: GlmmLayout, layout: GlmmLayout, mode: np.ndarray,
     ``r``; the level coordinates are then ``r`` (centred) or ``T^-1 r`` (non-centred).
     """
     at = {**data, "mode": mode, "scale": _identity(nc)}
-    values = _programs(nc)["constrain"](np.zeros((1, nc.dim)), at)
-    curvature = _programs(nc)["curvature"](mode, _base(data))
+    values = _program(nc, "constrain")(np.zeros((1, nc.dim)), _flagged(nc, at))
+    curvature = _program(nc, "curvature")(mode, _base(_flagged(nc, data)))
     theta = mode.copy()
     for f, fl in enumerate(layout.factors):
         r = np.asarray(values[f"r{f}"][0], dtype=float)
@@ -586,7 +641,7 @@ def _structured_hessian(layout: GlmmLayout, theta: np.ndarray,
     factors, which come from the likelihood alone and are linear in the level coordinates,
     are added exactly from each row's curvature. The result is the exact Hessian.
     """
-    hvps = _programs(layout)["hvps"]
+    hvps = _program(layout, "hvps")
     D = layout.dim
     probes, owners, level_terms = [], [], []
     level = np.zeros(D, dtype=bool)
@@ -607,7 +662,8 @@ def _structured_hessian(layout: GlmmLayout, theta: np.ndarray,
         v[d] = 1.0
         probes.append(v)
         owners.append(np.array([d]))
-    Hv = np.asarray(hvps(theta, _base(data), np.asarray(probes)), dtype=float)
+    Hv = np.asarray(hvps(theta, _base(_flagged(layout, data)), np.asarray(probes)),
+                    dtype=float)
     diag = np.ones(D)
     for row, idx in zip(Hv, owners, strict=True):
         diag[idx] = row[idx]
@@ -649,7 +705,7 @@ def _add_cross_factor(layout: GlmmLayout, H: np.ndarray, theta: np.ndarray,
     """Add to ``H`` the blocks coupling the levels of two different factors (in place)."""
     if len(layout.factors) < 2:
         return
-    w, grads = _programs(layout)["rows"](theta, _base(data))
+    w, grads = _program(layout, "rows")(theta, _base(_flagged(layout, data)))
     w = np.asarray(w, dtype=float)
     grads = [np.asarray(g, dtype=float) for g in grads]
     for f, fa in enumerate(layout.factors):
@@ -682,7 +738,8 @@ CENTRE_SLOPES_AT = 4.0
 
 def _choose_centring(layout: GlmmLayout, theta: np.ndarray, data: dict) -> tuple[bool, ...]:
     out = []
-    for fl, (info, sd) in zip(layout.factors, _programs(layout)["curvature"](theta, data),
+    for fl, (info, sd) in zip(layout.factors,
+                              _program(layout, "curvature")(theta, _flagged(layout, data)),
                               strict=True):
         kappa = np.asarray(info) * np.asarray(sd)[None, :] ** 2
         at = CENTRE_AT if fl.ones else CENTRE_SLOPES_AT
@@ -717,7 +774,8 @@ def _warm_start(problem: GlmmProblem, centring: str | tuple[bool, ...]) -> GlmmP
     layout = nc.with_centring(centred, nc.dense)
     theta = _rebalanced(nc, layout, mode, data)
     scale = _scale(layout, theta, data)
-    return GlmmProblem(layout, {**data, "mode": theta, "scale": scale}, problem.family_names)
+    return GlmmProblem(layout, {**_flagged(layout, data), "mode": theta, "scale": scale},
+                       problem.family_names)
 
 
 # ---------------------------------------------------------------------------------------
@@ -727,7 +785,7 @@ def _warm_start(problem: GlmmProblem, centring: str | tuple[bool, ...]) -> GlmmP
 
 def _initial_points(problem: GlmmProblem, rng: np.random.Generator, chains: int) -> np.ndarray:
     """Uniform(-1, 1) jitter about the mode in sampling space, halved until finite."""
-    vg = _programs(problem.layout)["value_and_grad"]
+    vg = _program(problem.layout, "value_and_grad")
     init = rng.uniform(-1.0, 1.0, size=(chains, problem.layout.dim))
     for c in range(chains):
         for _ in range(30):
@@ -765,10 +823,11 @@ def fit(design: Any, priors: Any, settings: Any, *,
     problem = warm_start(prepare(design, priors), centring)
     seeds = seed_sequence(settings.random_seed).spawn(3)
     init = _initial_points(problem, numpy_rng(seeds[0]), settings.chains)
-    nuts = run_nuts(_potential_fn_gen(problem.layout), problem.data, init, settings=settings,
-                    seed=seeds[1], static_key=("glmm", problem.layout))
+    generic = problem.layout.generic()  # one sampler per structure, whatever the centring
+    nuts = run_nuts(_potential_fn_gen(generic), problem.data, init, settings=settings,
+                    seed=seeds[1], static_key=("glmm", generic))
     chains, draws, D = nuts.z.shape
-    values = _programs(problem.layout)["constrain"](nuts.z.reshape(-1, D), problem.data)
+    values = _program(problem.layout, "constrain")(nuts.z.reshape(-1, D), problem.data)
     values = {k: np.asarray(v).reshape(chains, draws, *np.shape(v)[1:])
               for k, v in values.items()}
     idata = _to_datatree(design, problem, values, nuts, settings)

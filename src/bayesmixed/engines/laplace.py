@@ -199,6 +199,10 @@ def _programs(layout: glmm.GlmmLayout) -> dict[str, Any]:
     import jax.numpy as jnp
     from jax.scipy.linalg import solve_triangular
 
+    from bayesmixed.engines.common import import_numpyro
+
+    import_numpyro()  # before tracing: else traced twice (see import_numpyro)
+
     def neg(phi, data):
         return -laplace_log_density(layout, phi, data)[0]
 

@@ -75,6 +75,7 @@ from bayesmixed import prior_numpy
 from bayesmixed import prior_table as table
 from bayesmixed.engines.common import (
     configure_jax,
+    import_numpyro,
     numpy_rng,
     one_blas_thread,
     seed_sequence,
@@ -545,6 +546,7 @@ def _programs() -> dict[str, Callable]:
     import jax
 
     configure_jax()
+    import_numpyro()  # before tracing: else traced twice (see import_numpyro)
     return {
         "value_and_grad": jax.jit(jax.value_and_grad(_log_density), static_argnums=2),
         "constrained": jax.jit(_constrained, static_argnums=2),
