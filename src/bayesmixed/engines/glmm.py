@@ -303,34 +303,35 @@ def _levels(fl: _FactorLayout, theta, sd, L, data: dict, f: int):
     """Group effects ``r`` (G, K) and the level coordinates' density (prior, in its space).
 
     ``fl.centred`` True: the coordinates are ``r``; False: ``z`` with ``r = T z``; None:
-    the choice is data, ``data[f"centred{f}"]`` (1.0 or 0.0), so that one compiled
-    program serves both (see :meth:`GlmmLayout.generic`).
+    the choice is data, ``data[f"centred{f}"]`` (1.0 or 0.0), and the program holds both
+    forms and runs one (``lax.cond``), so that one compiled program serves both (see
+    :meth:`GlmmLayout.generic`).
     """
-    import jax.numpy as jnp
-    from jax.scipy.linalg import solve_triangular
+    from jax import lax
 
     G, K = fl.n_levels, fl.n_terms
     u = theta[fl.level_start: fl.level_start + G * K].reshape(G, K)
-    T = sd[:, None] * L
+    centred = functools.partial(_centred_levels, bool(fl.blocks))
+    noncentred = functools.partial(_noncentred_levels, bool(fl.blocks))
     if fl.centred is None:
-        c = data[f"centred{f}"]
-        logdet = jnp.sum(jnp.log(sd)) + jnp.sum(jnp.log(jnp.diagonal(L)))
-        if fl.blocks:
-            eye = jnp.eye(K, dtype=T.dtype)
-            r = u @ (c * eye + (1.0 - c) * T).T
-            # z = T^-1 r: T^-1 when centred, the identity when not (T never inverted then)
-            inverse = solve_triangular(jnp.where(c > 0.5, T, eye), eye, lower=True)
-            z = u @ (c * inverse + (1.0 - c) * eye).T
-        else:
-            r = u * (c + (1.0 - c) * sd)
-            z = u * (c / jnp.where(c > 0.5, sd, 1.0) + (1.0 - c))
-        return r, _std_normal_lp(z) - c * G * logdet
-    if fl.centred:
-        r = u
-        z = solve_triangular(T, r.T, lower=True).T if fl.blocks else r / sd
-        logdet = jnp.sum(jnp.log(sd)) + jnp.sum(jnp.log(jnp.diagonal(L)))
-        return r, _std_normal_lp(z) - G * logdet
-    r = u @ T.T if fl.blocks else u * sd
+        return lax.cond(data[f"centred{f}"] > 0.5, centred, noncentred, u, sd, L)
+    return (centred if fl.centred else noncentred)(u, sd, L)
+
+
+def _centred_levels(blocks: bool, u, sd, L):
+    """``r = u``; the density of ``r ~ N(0, T T')`` per level."""
+    import jax.numpy as jnp
+    from jax.scipy.linalg import solve_triangular
+
+    T = sd[:, None] * L
+    z = solve_triangular(T, u.T, lower=True).T if blocks else u / sd
+    logdet = jnp.sum(jnp.log(sd)) + jnp.sum(jnp.log(jnp.diagonal(L)))
+    return u, _std_normal_lp(z) - u.shape[0] * logdet
+
+
+def _noncentred_levels(blocks: bool, u, sd, L):
+    """``r = T u``; the density of ``u ~ N(0, I)``."""
+    r = u @ (sd[:, None] * L).T if blocks else u * sd
     return r, _std_normal_lp(u)
 
 
@@ -494,9 +495,9 @@ def _programs(layout: GlmmLayout) -> dict[str, Any]:
         for f, fl in enumerate(layout.factors):
             Xg = jnp.ones((eta.shape[0], 1), eta.dtype) if fl.ones else data[f"Xg{f}"]
             T = sds[f][:, None] * Ls[f]
-            if fl.centred is None:  # dr/du = c I + (1 - c) T (see _levels)
-                c = data[f"centred{f}"]
-                grads.append(Xg @ (c * jnp.eye(fl.n_terms, dtype=T.dtype) + (1.0 - c) * T))
+            if fl.centred is None:  # dr/du: the identity (centred) or T (see _levels)
+                T = jnp.where(data[f"centred{f}"] > 0.5, jnp.eye(fl.n_terms, dtype=T.dtype), T)
+                grads.append(Xg @ T)
             else:
                 grads.append(Xg if fl.centred else Xg @ T)
         return w, grads
