@@ -75,7 +75,35 @@ def test_import_heavy_restores_the_collector(enabled):
             import_heavy("bayesmixed._no_such_module")
         assert gc.isenabled() is enabled
     finally:
+        gc.unfreeze()  # this test process keeps its collector as it was
         gc.enable() if was else gc.disable()
+
+
+def test_a_first_import_of_bambi_and_jax_leaves_their_objects_to_no_collection():
+    """The modules' objects are frozen (out of the collector's walks), JAX too although
+    ArviZ registered it as a lazy module first; a later full collection is quick."""
+    out = _run(
+        """
+        import gc, sys, time
+        import bayesmixed as bm
+        from bayesmixed._bambi import family_names
+        from bayesmixed.engines.common import configure_jax
+        family_names()
+        was_lazy = type(sys.modules.get("jax")).__name__
+        after_bambi = gc.get_freeze_count()
+        configure_jax()
+        after_jax = gc.get_freeze_count()
+        start = time.perf_counter()
+        gc.collect()
+        print(was_lazy, after_bambi, after_jax, gc.isenabled(), time.perf_counter() - start)
+        """
+    )
+    was_lazy, after_bambi, after_jax, enabled, seconds = out
+    assert was_lazy == "_LazyModule"  # arviz-base's lazy registration, run by import_heavy
+    assert int(after_bambi) > 150_000  # Bambi, PyMC, PyTensor, SciPy, xarray: all frozen
+    assert int(after_jax) > int(after_bambi) + 50_000
+    assert enabled == "True"
+    assert float(seconds) < 0.1  # a full collection walks only what came after
 
 
 def _run(code: str) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesmixed._imports import defer_duck_array_module, import_heavy
+from bayesmixed._imports import defer_duck_array_module, import_heavy, paused_gc
 from bayesmixed.errors import FamilyError, FormulaError
 from bayesmixed.priors import Prior
 
@@ -142,10 +142,12 @@ DEFERRED_DUCK_ARRAYS = ("sparse",)
 
 def _import_bambi():
     """Bambi, imported once with the modules a fit does not use deferred (``_imports``)."""
-    if "bambi" not in sys.modules:
+    if "bambi" in sys.modules:
+        return sys.modules["bambi"]
+    with paused_gc():  # xarray, imported by the deferral, under the same pause
         for name in DEFERRED_DUCK_ARRAYS:
             defer_duck_array_module(name)
-    return import_heavy("bambi", defer=DEFERRED_MODULES)
+        return import_heavy("bambi", defer=DEFERRED_MODULES)
 
 
 def family_names() -> list[str]:
