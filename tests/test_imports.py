@@ -135,11 +135,35 @@ def test_a_fit_leaves_the_plotting_libraries_unimported_until_used():
         import matplotlib.style
         print(type(sys.modules["arviz_plots"]).__name__,
               "arviz-variat" in matplotlib.style.available)
-        print(type(sys.modules["scipy.signal"]).__name__)  # densities of the trace plot
+        print(type(sys.modules["scipy.signal"]).__name__,  # densities of the trace plot
+              type(sys.modules["scipy.signal.windows"]).__name__)
         """
     )
     assert out == ["False", "False", "False", "_Deferred", "_Deferred", "_Deferred",
-                   "True", "True", "True", "module", "module", "True", "module"]
+                   "True", "True", "True", "module", "module", "True", "module", "module"]
+
+
+def test_numpy_f2py_and_testing_wait_for_their_first_use():
+    """SciPy's array-api-compat copies NumPy's namespace at import, which imported
+    ``numpy.f2py`` and ``numpy.testing`` (with unittest); a fit leaves them unrun, and
+    they work when used."""
+    out = _run(
+        """
+        import sys
+        import bayesmixed as bm
+        fit = bm.Model("Reaction ~ Days + (1 | Subject)", bm.datasets.sleepstudy()).fit(
+            draws=50, tune=50, chains=1, progressbar=False)
+        str(fit)
+        print(*(type(sys.modules[m]).__name__ for m in ("numpy.f2py", "numpy.testing")),
+              "unittest" in sys.modules)
+        from numpy.testing import assert_allclose
+        assert_allclose(1.0, 1.0)
+        import numpy as np
+        print(type(sys.modules["numpy.testing"]).__name__, callable(np.f2py.run_main),
+              "unittest" in sys.modules)
+        """
+    )
+    assert out == ["_Deferred", "_Deferred", "False", "module", "True", "True"]
 
 
 def test_a_function_taken_from_a_deferred_module_runs_it_at_its_first_call(tmp_path):

@@ -130,9 +130,18 @@ class BambiCommon:
 #: from them at import: they run at their first use instead (``bambi.interpret``: Bambi's
 #: effect plots, which import all of ArviZ and seaborn; ``arviz_plots``, which imports
 #: Matplotlib; together about 1.5 s of every first fit on the 2-core machine;
-#: ``scipy.signal``, which arviz-stats imports for its density estimates, about 0.1 s).
-DEFERRED_MODULES = {"bambi.interpret": (), "arviz_plots": ("plot_dist",),
-                    "scipy.signal": ("convolve", "convolve2d")}
+#: ``scipy.signal`` and its ``windows``, which arviz-stats imports for its density
+#: estimates, about 0.1 s; ``numpy.f2py`` and ``numpy.testing``, which SciPy's copy of
+#: array-api-compat takes from NumPy's namespace at import, with ``unittest`` and
+#: charset-normalizer, about 0.05 s).
+DEFERRED_MODULES = {
+    "bambi.interpret": (),
+    "arviz_plots": ("plot_dist",),
+    "scipy.signal": ("convolve", "convolve2d"),
+    "scipy.signal.windows": ("gaussian",),
+    "numpy.f2py": (),
+    "numpy.testing": (),
+}
 
 #: Duck-array libraries Bambi imports but a fit never uses (pydata/sparse, for Bambi's own
 #: predictions, brings numba: about 0.9 s), deferred and hidden from xarray's type checks
