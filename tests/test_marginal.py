@@ -111,44 +111,62 @@ def test_group_effects_follow_their_exact_conditional():
     np.testing.assert_allclose(emp, post_cov, atol=0.05 * np.max(np.diag(post_cov)))
 
 
-@pytest.mark.parametrize(("k", "eta"), [(2, 1.0), (3, 1.0), (3, 2.5), (4, 0.7)])
-def test_lkj_cholesky_density_and_jacobian(k, eta):
-    from numpyro.distributions import LKJCholesky
+def _lkj_matrix(rows):
+    """The nested entries of ``corr_cholesky_entries`` as a (..., k, k) array."""
+    shape = np.shape(rows[-1][-1])
+    return np.stack([np.stack([np.broadcast_to(np.zeros(shape) if v is None else
+                                               np.asarray(v, float), shape) for v in row],
+                              axis=-1) for row in rows], axis=-2)
 
+
+@pytest.mark.parametrize(("k", "eta"), [(2, 1.0), (3, 1.0), (3, 2.5), (4, 0.7), (5, 1.3)])
+@pytest.mark.parametrize("xp_name", ["jax", "numpy"])
+def test_lkj_cholesky_entries_equal_numpyro(k, eta, xp_name):
+    """The entry-by-entry factor, Jacobian and density the marginal engine samples with
+    equal numpyro's CorrCholeskyTransform and LKJCholesky (JAX and NumPy alike)."""
+    import jax.numpy as jnp
+    from numpyro.distributions import LKJCholesky
+    from numpyro.distributions.transforms import CorrCholeskyTransform
+
+    from bayesmixed import prior_numpy
+    from bayesmixed import prior_table as table
     from bayesmixed.engines.common import configure_jax
 
     configure_jax()
-    rng = np.random.default_rng(k)
+    xp = jnp if xp_name == "jax" else np
     m = k * (k - 1) // 2
-    xs = rng.normal(size=(2, m))
-    L, logjac, logprior = (np.asarray(a) for a in marginal._lkj_cholesky(xs, k, eta))
+    xs = np.random.default_rng(k).normal(size=(5, m)) * 1.5
+    rows, logjac, logprior = table.corr_cholesky_entries(xp.asarray(xs), k, xp.asarray(eta), xp)
+    assert all(rows[i][j] is None for i in range(k) for j in range(i + 1, k))
+    L = _lkj_matrix(rows)
+    transform = CorrCholeskyTransform()
+    L_ref = np.asarray(transform(jnp.asarray(xs)))
+    np.testing.assert_allclose(L, L_ref, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(np.sum(L**2, axis=-1), 1.0, rtol=1e-12)  # unit rows
-    ref = np.asarray(LKJCholesky(k, eta).log_prob(L), dtype=float)
-    np.testing.assert_allclose(logprior, ref, rtol=1e-12)
+    jac_ref = np.asarray(transform.log_abs_det_jacobian(jnp.asarray(xs), jnp.asarray(L_ref)))
+    np.testing.assert_allclose(np.asarray(logjac), jac_ref, rtol=1e-12, atol=1e-12)
+    prior_ref = np.asarray(LKJCholesky(k, eta).log_prob(jnp.asarray(L_ref)))
+    np.testing.assert_allclose(np.asarray(logprior), prior_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(prior_numpy.corr_cholesky_inverse(L), xs, rtol=1e-8)
+
+
+@pytest.mark.parametrize(("k", "eta"), [(3, 1.0), (4, 0.7)])
+def test_lkj_cholesky_entries_jacobian_by_differences(k, eta):
+    """The log |Jacobian| is that of ``x ->`` the strict lower triangle (by differences)."""
+    from bayesmixed import prior_table as table
+
+    m = k * (k - 1) // 2
+    x0 = np.random.default_rng(k).normal(size=m)
 
     def strict_lower(x):
-        rows = np.asarray(marginal._lkj_cholesky(x[None], k, eta)[0])[0]
-        return rows[np.tril_indices(k, -1)]
+        return _lkj_matrix(table.corr_cholesky_entries(x, k, np.asarray(eta), np)[0])[
+            np.tril_indices(k, -1)]
 
     h = 1e-6
-    J = np.column_stack([(strict_lower(xs[0] + h * e) - strict_lower(xs[0] - h * e)) / (2 * h)
+    J = np.column_stack([(strict_lower(x0 + h * e) - strict_lower(x0 - h * e)) / (2 * h)
                          for e in np.eye(m)])
-    assert logjac[0] == pytest.approx(np.log(abs(np.linalg.det(J))), rel=1e-6, abs=1e-6)
-
-
-@pytest.mark.parametrize(("k", "eta"), [(2, 1.0), (3, 2.5), (4, 0.7)])
-def test_lkj_cholesky_numpy_twin_equals_numpyro(k, eta):
-    from bayesmixed import prior_numpy
-    from bayesmixed.engines.common import configure_jax
-
-    configure_jax()
-    xs = np.random.default_rng(k).normal(size=(5, k * (k - 1) // 2)) * 1.5
-    L, logjac, logprior = (np.asarray(a) for a in marginal._lkj_cholesky(xs, k, eta))
-    L_np, logjac_np, logprior_np = marginal._lkj_cholesky(xs, k, eta, np)
-    np.testing.assert_allclose(L_np, L, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(logjac_np, logjac, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(logprior_np, logprior, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(prior_numpy.corr_cholesky_inverse(L_np), xs, rtol=1e-8)
+    logjac = table.corr_cholesky_entries(x0, k, np.asarray(eta), np)[1]
+    assert logjac == pytest.approx(np.log(abs(np.linalg.det(J))), rel=1e-6, abs=1e-6)
 
 
 # priors of every support kind on every slot (Uniform sigma: the logit transform)

@@ -14,7 +14,8 @@ Validation (:func:`bayesmixed.validate.check_priors`) and diagnostics
 
 Correlation blocks use numpyro's ``LKJCholesky`` density and ``CorrCholeskyTransform``
 (Stan's signed stick-breaking of ``tanh`` values): :func:`lkj_cholesky_log_prob`,
-:func:`corr_cholesky_transform`.
+:func:`corr_cholesky_transform`, and both written out entry by entry for small blocks
+inside compiled samplers, in JAX or NumPy (:func:`corr_cholesky_entries`).
 
 Densities are evaluated with JAX; engines enable float64 first
 (:func:`bayesmixed.engines.common.configure_jax`).
@@ -22,6 +23,7 @@ Densities are evaluated with JAX; engines enable float64 first
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +40,7 @@ __all__ = [
     "SUPPORTED_PRIORS",
     "PriorKind",
     "canonical",
+    "corr_cholesky_entries",
     "corr_cholesky_transform",
     "distribution",
     "lkj_cholesky_log_prob",
@@ -342,6 +345,72 @@ def lkj_cholesky_log_prob(L: Any, eta: Any) -> Any:
     import numpyro.distributions as dist
 
     return dist.LKJCholesky(L.shape[-1], concentration=eta).log_prob(L)
+
+
+def corr_cholesky_entries(x: Any, k: int, eta: Any, xp: Any) -> tuple[list[list[Any]], Any, Any]:
+    """numpyro's ``CorrCholeskyTransform`` and ``LKJCholesky`` density, entry by entry.
+
+    The same numbers as :func:`corr_cholesky_transform` and :func:`lkj_cholesky_log_prob`
+    (``tests/test_marginal.py`` checks them to 1e-12), written as elementwise operations on
+    the factor's entries instead of numpyro's triangular scatter, ``cumsum`` and
+    ``cumprod``: inside a compiled sampler these, and their gradients, became many small
+    kernels, several times the cost of the rest of a small model's log density (the
+    marginal engine's ``y ~ x + (x | g)``: 4.3 -> 0.7 microseconds per gradient, with the
+    group terms also written out).
+
+    Parameters
+    ----------
+    x : array_like
+        ``(..., k (k - 1) / 2)`` unconstrained reals, the strict lower triangle row by row.
+    k : int
+        Size of the correlation matrix.
+    eta : array_like
+        LKJ shape (a scalar).
+    xp : module
+        ``numpy`` or ``jax.numpy``.
+
+    Returns
+    -------
+    rows : list of list
+        The Cholesky factor: ``rows[i][j]`` is a ``(...)`` array for ``j < i`` and on the
+        diagonal (``rows[0][0]`` is the float ``1.0``), None above it (exactly zero).
+    log_jacobian : array
+        ``(...)``: log |Jacobian| of ``x ->`` the factor's strict lower triangle.
+    log_prob : array
+        ``(...)``: ``LKJCholesky(k, eta)`` log density of the factor.
+    """
+    if xp is np:
+        from scipy.special import gammaln
+    else:
+        from jax.scipy.special import gammaln
+    eps = float(xp.finfo(x.dtype).eps)
+    t = xp.clip(xp.tanh(x), -1.0 + eps, 1.0 - eps)
+    log_jacobian = -2.0 * xp.sum(x + xp.logaddexp(0.0, -2.0 * x) - math.log(2.0), axis=-1)
+    rows: list[list[Any]] = [[None] * k for _ in range(k)]
+    rows[0][0] = 1.0
+    log_prob: Any = 0.0
+    pos = 0
+    for i in range(1, k):
+        remaining: Any = None  # prod of sqrt(1 - t^2) over the row so far
+        used: Any = 0.0  # sum of the squared entries so far
+        for j in range(i):
+            tij = t[..., pos]
+            pos += 1
+            rows[i][j] = tij if remaining is None else tij * remaining
+            s = xp.sqrt(1.0 - tij * tij)
+            remaining = s if remaining is None else remaining * s
+            if j < i - 1:  # the stick-breaking part of the Jacobian
+                used = used + rows[i][j] ** 2
+                log_jacobian = log_jacobian + 0.5 * xp.log(1.0 - used)
+        rows[i][i] = remaining
+        log_prob = log_prob + (2.0 * eta - (3 - k + i)) * xp.log(remaining)
+    # normaliser of numpyro's LKJCholesky (multigammaln written out with gammaln)
+    dm1 = k - 1
+    alpha = eta + 0.5 * dm1
+    multigammaln = 0.25 * dm1 * (dm1 - 1) * math.log(math.pi) + sum(
+        gammaln(alpha - 0.5 - 0.5 * j) for j in range(dm1))
+    normalize = 0.5 * dm1 * math.log(math.pi) + multigammaln - gammaln(alpha) * dm1
+    return rows, log_jacobian, log_prob - normalize
 
 
 def typical_scale(prior: Any) -> float | None:

@@ -193,17 +193,18 @@ def _unconstrain(slot: _PriorSlot, value: np.ndarray, data: dict) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-def _cholesky(xp, M) -> list[list[Any]]:
-    """Lower Cholesky factor of ``M`` (..., K, K) as nested lists of (...) arrays."""
-    K = M.shape[-1]
+def _cholesky(xp, M: list[list[Any]]) -> list[list[Any]]:
+    """Lower Cholesky factor of the symmetric ``M`` given by its lower triangle (nested
+    lists of (...) arrays, ``M[i][j]`` for ``j <= i``), as nested lists of (...) arrays."""
+    K = len(M)
     C: list[list[Any]] = [[None] * K for _ in range(K)]
     for j in range(K):
-        s = M[..., j, j]
+        s = M[j][j]
         for k in range(j):
             s = s - C[j][k] ** 2
         C[j][j] = xp.sqrt(s)
         for i in range(j + 1, K):
-            s = M[..., i, j]
+            s = M[i][j]
             for k in range(j):
                 s = s - C[i][k] * C[j][k]
             C[i][j] = s / C[j][j]
@@ -233,19 +234,13 @@ def _backward(C: list[list[Any]], b: list[Any]) -> list[Any]:
     return x
 
 
-def _lkj_cholesky(x, k: int, eta, xp: Any = None):
-    """``k(k-1)/2`` reals -> Cholesky factor of a correlation matrix (numpyro's transform).
-
-    Returns the factor ``(..., k, k)``, the log |Jacobian| of ``x -> strict lower
-    triangle`` and numpyro's ``LKJCholesky(k, eta)`` log density of the factor (``xp=np``:
-    their NumPy twins).
-    """
-    if xp is np:
-        L, jac = prior_numpy.corr_cholesky(x, k)
-        return L, jac, prior_numpy.lkj_cholesky_log_prob(L, eta)
-    transform = table.corr_cholesky_transform()
-    L = transform(x)
-    return L, transform.log_abs_det_jacobian(x, L), table.lkj_cholesky_log_prob(L, eta)
+def _total(terms: Any) -> Any:
+    """Sum of the terms that are not None (None if there are none)."""
+    out = None
+    for term in terms:
+        if term is not None:
+            out = term if out is None else out + term
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -424,10 +419,13 @@ def prepare(design: Any, priors: Any) -> MarginalProblem:
 
 
 def _unpack(theta, data: dict, layout: _Layout, xp: Any = None):
-    """``theta`` (..., D) -> (beta, sd, L rows, T rows, sigma, log |Jacobian| + log prior).
+    """``theta`` (..., D) -> (beta, sd list, L rows, T rows, sigma, log |Jacobian| + prior).
 
-    JAX by default (densities and transforms from the prior table, numpyro); ``xp=np``
-    evaluates the same with their NumPy twins (:mod:`bayesmixed.prior_numpy`).
+    ``L`` (the correlation's Cholesky factor) and ``T = diag(sd) L`` are nested lists of
+    ``(...)`` arrays, with None where the entry is exactly zero (above the diagonal, and
+    between blocks) and ``L[i][i]`` the float ``1.0`` where it is exactly one. JAX by
+    default (densities and transforms from the prior table, numpyro); ``xp=np`` evaluates
+    the same with their NumPy twins (:mod:`bayesmixed.prior_numpy`).
     """
     if xp is not np:
         import jax.numpy as jnp
@@ -444,39 +442,57 @@ def _unpack(theta, data: dict, layout: _Layout, xp: Any = None):
         value, jac = _constrain(slot, raw, data, xp)
         lp = lp + jac + _prior_logp(slot, value, data, xp)
         sds.append(value[..., 0])
-    zero = xp.zeros(theta.shape[:-1], dtype=theta.dtype)
-    Lc: list[list[Any]] = [[zero + (1.0 if i == j else 0.0) for j in range(K)] for i in range(K)]
+    Lc: list[list[Any]] = [[1.0 if i == j else None for j in range(K)] for i in range(K)]
     pos = layout.lkj_start
     for block, size in zip(layout.blocks, layout.lkj_sizes, strict=True):
-        Lb, jac, prior = _lkj_cholesky(theta[..., pos:pos + size], len(block), data["eta"], xp)
+        Lb, jac, prior = table.corr_cholesky_entries(theta[..., pos:pos + size], len(block),
+                                                     data["eta"], xp)
         lp = lp + jac + prior
         for a, ia in enumerate(block):
             for b, ib in enumerate(block):
-                Lc[ia][ib] = Lb[..., a, b]
+                Lc[ia][ib] = Lb[a][b]
         pos += size
     s = layout.sigma_index
     sigma, jac = _constrain(layout.family_slot, theta[..., s:s + 1], data, xp)
     lp = lp + jac + _prior_logp(layout.family_slot, sigma, data, xp)
-    T = [[sds[i] * Lc[i][j] for j in range(K)] for i in range(K)]
+    T = [[None if Lc[i][j] is None else sds[i] if type(Lc[i][j]) is float  # exactly 1
+          else sds[i] * Lc[i][j] for j in range(K)] for i in range(K)]
     return beta, sds, Lc, T, sigma[..., 0], lp
 
 
 def _group_terms(xp, beta, T, sigma, data: dict):
-    """Per-group pieces: Cholesky factor of ``M_j``, ``w_j = C_j^-1 T' d_j``, ``d_j``."""
-    K = data["A"].shape[-1]
+    """Per-group pieces: Cholesky factor of ``M_j``, ``w_j = C_j^-1 T' d_j``, ``d_j``.
+
+    Written out entry by entry over the ``K x K`` blocks (elementwise operations on ``(...,
+    G)`` arrays; entries of ``T`` that are None are zero and skipped): inside a compiled
+    sampler XLA fuses these into a few kernels, where batched matrix products of tiny
+    matrices each cost a kernel of their own, and so do their gradients (with the LKJ
+    factor written out too, a gradient of the 40-row ``y ~ x + (x | g)`` took 0.7 instead
+    of 4.3 microseconds, ``docs/benchmarks.md``).
+    """
     A, B, c = data["A"], data["B"], data["c"]
+    K = A.shape[-1]
     delta = beta - data["beta_ref"]
-    # batched matrix products (numpy's einsum does not use BLAS for these; XLA is indifferent)
-    d = c - (B @ delta[..., None, :, None])[..., 0]  # (..., G, K) = Z_j'(y_j - X_j beta)
-    inv_s2 = 1.0 / sigma**2
-    # M = I + T' A T / sigma^2, with T given by rows of (...) arrays
-    Tm = xp.stack([xp.stack(row, axis=-1) for row in T], axis=-2)  # (..., K, K)
-    TAT = xp.swapaxes(Tm, -1, -2)[..., None, :, :] @ (A @ Tm[..., None, :, :])  # (..., G, K, K)
-    eye = np.eye(K, dtype=A.dtype)
-    M = eye + TAT * inv_s2[..., None, None, None]
+    d = c - xp.sum(B * delta[..., None, None, :], axis=-1)  # (..., G, K) = Z_j'(y_j - X_j beta)
+    inv_s2 = (1.0 / sigma**2)[..., None]
+
+    def col(entry):  # a (...) entry of T against the groups' axis
+        return None if entry is None else entry[..., None]
+
+    Tg = [[col(entry) for entry in row] for row in T]
+    # S = A T and M = I + T' A T / sigma^2 (lower triangle), for every group
+    AT = [[_total(A[:, i, k] * Tg[k][j] if Tg[k][j] is not None else None for k in range(K))
+           for j in range(K)] for i in range(K)]
+    M: list[list[Any]] = [[None] * K for _ in range(K)]
+    for i in range(K):
+        for j in range(i + 1):
+            tat = _total(Tg[k][i] * AT[k][j] if Tg[k][i] is not None else None
+                         for k in range(K))
+            M[i][j] = (1.0 if i == j else 0.0) + tat * inv_s2
     C = _cholesky(xp, M)
-    u = d @ Tm  # (..., G, K): T' d_j for every group
-    w = _forward(C, [u[..., k] for k in range(K)])
+    u = [_total(d[..., k] * Tg[k][j] if Tg[k][j] is not None else None for k in range(K))
+         for j in range(K)]  # T' d_j for every group
+    w = _forward(C, u)
     return C, w, delta
 
 
@@ -491,7 +507,7 @@ def _loglik(xp, beta, T, sigma, data: dict):
     for k in range(K):
         ww = ww + xp.sum(w[k] ** 2, axis=-1)
     rr = (data["yty0"] - 2.0 * xp.sum(delta * data["Xty0"], axis=-1)
-          + xp.einsum("...p,pq,...q->...", delta, data["XtX"], delta))
+          + xp.sum(delta[..., :, None] * data["XtX"] * delta[..., None, :], axis=(-2, -1)))
     s2 = sigma**2
     n = data["n"]
     quad = (rr - ww / s2) / s2
@@ -516,7 +532,9 @@ def _constrained(theta, data: dict, layout: _Layout, xp: Any = None):
 
         xp = jnp
     beta, sds, Lc, _, sigma, _ = _unpack(theta, data, layout, xp)
-    L = xp.stack([xp.stack(row, axis=-1) for row in Lc], axis=-2)
+    zero = xp.zeros(theta.shape[:-1], dtype=theta.dtype)
+    L = xp.stack([xp.stack([zero if v is None else zero + v for v in row], axis=-1)
+                  for row in Lc], axis=-2)
     return beta, xp.stack(sds, axis=-1), L, sigma
 
 
@@ -748,9 +766,12 @@ def _set_sampling_map(problem: MarginalProblem, design: Any) -> None:
 def _potential_fn_gen(layout: _Layout) -> Callable[[dict], Callable]:
     """``data -> potential(xi)`` for numpyro (negative log density in sampling space)."""
 
+    import jax.numpy as jnp
+
     def gen(data: dict) -> Callable:
         def potential(xi):
-            theta = data["mode"] + data["scale"] @ xi
+            # a sum, not a matrix product: one fused kernel (see _group_terms)
+            theta = data["mode"] + jnp.sum(data["scale"] * xi, axis=-1)
             return -_log_density(theta, data, layout)
 
         return potential
