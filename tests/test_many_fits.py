@@ -92,6 +92,7 @@ def test_fits_release_compiled_programs_near_the_mapping_limit(monkeypatch):
 
     released = []
     monkeypatch.setattr(engines, "clear_compiled", lambda: released.append(True))
+    monkeypatch.setattr(engines, "_MAPS_SEEN", [])  # no recent count from earlier fits
     monkeypatch.setattr(engines, "memory_maps", lambda: (40_000, 65_530))
     fit = bm.Model("y ~ x + (x | g)", simulate(8)).fit(
         draws=50, tune=50, chains=1, random_seed=1, progressbar=False)
@@ -99,6 +100,41 @@ def test_fits_release_compiled_programs_near_the_mapping_limit(monkeypatch):
     monkeypatch.setattr(engines, "memory_maps", lambda: (20_000, 65_530))
     fit.update(random_seed=2)
     assert released == [True]  # below half the limit: programs kept
+
+
+def test_mappings_are_counted_at_most_once_a_second_far_below_the_limit(monkeypatch):
+    from bayesmixed import engines
+
+    counts = []
+    clock = [100.0]
+    monkeypatch.setattr(engines, "clear_compiled", lambda: counts.append("released"))
+    monkeypatch.setattr(engines.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(engines, "_MAPS_SEEN", [])
+
+    def maps(held):
+        def count():
+            counts.append(held)
+            return held, 65_530
+        return count
+
+    monkeypatch.setattr(engines, "memory_maps", maps(2_000))
+    engines._release_before_the_limit()
+    clock[0] += 0.5
+    engines._release_before_the_limit()  # 2,000 is far below: not counted again yet
+    assert counts == [2_000]
+    clock[0] += 0.6
+    engines._release_before_the_limit()  # a second later: counted
+    assert counts == [2_000, 2_000]
+    monkeypatch.setattr(engines, "memory_maps", maps(20_000))
+    clock[0] += 1.1
+    engines._release_before_the_limit()
+    clock[0] += 0.1
+    engines._release_before_the_limit()  # 20,000 is more than half the threshold: counted
+    assert counts == [2_000, 2_000, 20_000, 20_000]
+    monkeypatch.setattr(engines, "memory_maps", maps(40_000))
+    clock[0] += 0.1
+    engines._release_before_the_limit()
+    assert counts[-2:] == [40_000, "released"]
 
 
 def _compilations(fit_once) -> list[str]:

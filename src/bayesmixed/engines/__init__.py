@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import sys
+import time
 from importlib import import_module
 from typing import Any
 
@@ -245,9 +246,33 @@ def clear_compiled() -> None:
     gc.collect()
 
 
+#: seconds between two counts of the memory mappings while the process holds less than half
+#: of :data:`MAPS_RELEASE_FRACTION` of the limit (see :func:`_release_before_the_limit`)
+MAPS_CHECK_SECONDS = 1.0
+
+#: the last count: ``(time.monotonic(), mappings held, limit)``
+_MAPS_SEEN: list[tuple[float, int, int]] = []
+
+
 def _release_before_the_limit() -> None:
-    """:func:`clear_compiled` when the process nears the kernel's memory-mapping limit."""
+    """:func:`clear_compiled` when the process nears the kernel's memory-mapping limit.
+
+    Counting the mappings reads ``/proc/self/maps`` (about 3 ms with a few thousand, a
+    fifth of a small fit), so it is skipped within :data:`MAPS_CHECK_SECONDS` of a count
+    that was below half the release threshold: mappings grow only as programs are compiled
+    (a few dozen to a few hundred each), far too slowly to cross the other half in a second.
+    """
+    now = time.monotonic()
+    if _MAPS_SEEN:
+        then, held, limit = _MAPS_SEEN[0]
+        if now - then < MAPS_CHECK_SECONDS and held < 0.5 * MAPS_RELEASE_FRACTION * limit:
+            return
+    _MAPS_SEEN.clear()
     maps = memory_maps()
-    if maps is not None and maps[0] > MAPS_RELEASE_FRACTION * maps[1]:
+    if maps is None:
+        return
+    if maps[0] > MAPS_RELEASE_FRACTION * maps[1]:
         clear_compiled()
+    else:
+        _MAPS_SEEN.append((now, *maps))
 

@@ -11,6 +11,7 @@ traced programs under :func:`~bayesmixed.engines.common.cache_dir`, across proce
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import warnings
@@ -224,19 +225,29 @@ def _source_digest() -> str:
     return _SOURCE_DIGEST[0]
 
 
+@functools.cache
+def _versions() -> tuple[str, ...]:
+    """Versions of the libraries whose code ends up in the traced samplers (looked up once:
+    ``importlib.metadata.version`` reads the installed packages' metadata, a millisecond
+    or more per call)."""
+    from importlib.metadata import version
+
+    import jax
+
+    return jax.__version__, version("jaxlib"), version("numpyro")
+
+
 def _program_key(static_key: Any, options: tuple, method: str, chains: int, args: Any) -> str:
     """Digest naming a compiled sampler: structure, shapes, options, code and versions."""
     import hashlib
-    from importlib.metadata import version
 
     import jax
 
     shapes = jax.tree.map(lambda x: (tuple(np.shape(x)), str(np.asarray(x).dtype)), args)
     parts = (
         repr(static_key), options, method, chains, str(jax.tree.structure(args)),
-        repr(jax.tree.leaves(shapes)), jax.__version__, version("jaxlib"),
-        version("numpyro"), _source_digest(), jax.local_device_count(),
-        bool(jax.config.jax_enable_x64),
+        repr(jax.tree.leaves(shapes)), *_versions(), _source_digest(),
+        jax.local_device_count(), bool(jax.config.jax_enable_x64),
     )
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
 
