@@ -30,6 +30,7 @@ No sampling problems: 0 divergent transitions, R-hat <= 1.01 and ESS >= 400 for 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -110,7 +111,7 @@ class Diagnostics:
     rows_per_level: float | None = None
     family: str | None = None
 
-    @property
+    @cached_property  # read several times per warning; the table does not change
     def high_rhat(self) -> list[str]:
         """Parameters with R-hat above ``rhat_max`` (or undefined with several chains)."""
         r_hat = self.table["r_hat"]
@@ -119,7 +120,7 @@ class Diagnostics:
             flagged |= r_hat.isna()
         return list(self.table.index[flagged])
 
-    @property
+    @cached_property
     def low_ess(self) -> list[str]:
         """Parameters with bulk or tail ESS below ``ess_min`` (or undefined)."""
         ess = self.table[["ess_bulk", "ess_tail"]].min(axis=1)
