@@ -37,7 +37,10 @@ correlation structure. Priors, their supports and transforms come from the share
 (:mod:`bayesmixed.prior_table`: numpyro's densities and ``biject_to``): positive parameters
 are sampled on the log scale, ``Uniform``-priored ones on the logit scale (as PyMC samples
 them), LKJ Cholesky factors through numpyro's ``CorrCholeskyTransform`` (Stan's signed
-stick-breaking of ``tanh`` values) with numpyro's ``LKJCholesky`` density.
+stick-breaking of ``tanh`` values) with numpyro's ``LKJCholesky`` density, both written out
+entry by entry (:func:`bayesmixed.prior_table.corr_cholesky_entries`), as are the ``K x K``
+blocks of the likelihood: inside the compiled sampler that is several times faster than
+matrix products of tiny matrices and numpyro's triangular transforms.
 
 Compilation. Only NUTS is compiled. The mode search, the Hessian, the checks of starting
 points and the map from draws back to the parameters evaluate the same density in NumPy
