@@ -65,8 +65,12 @@ def _small_data(kind):
     return simulate_block(n_groups=6, per_group=5)
 
 
+@pytest.mark.parametrize("form", ["entries", "matrices"])
 @pytest.mark.parametrize("case", list(SMALL))
-def test_marginal_loglik_equals_dense_mvn(case):
+def test_marginal_loglik_equals_dense_mvn(case, form, monkeypatch):
+    """Both forms of the group terms (written out entry by entry for small blocks, batched
+    matrix products for larger ones) give the dense multivariate normal's density."""
+    monkeypatch.setattr(marginal, "ENTRYWISE_MAX_TERMS", 3 if form == "entries" else 0)
     formula, kind = SMALL[case]
     model = bm.Model(formula, _small_data(kind))
     problem = marginal.prepare(model.design, model.priors)

@@ -87,6 +87,7 @@ from bayesmixed.engines.common import (
 from bayesmixed.errors import PriorError
 
 __all__ = [
+    "ENTRYWISE_MAX_TERMS",
     "SUPPORTED_PRIORS",
     "MarginalNotSupported",
     "MarginalProblem",
@@ -463,19 +464,30 @@ def _unpack(theta, data: dict, layout: _Layout, xp: Any = None):
     return beta, sds, Lc, T, sigma[..., 0], lp
 
 
+#: Largest number of terms ``K`` of the factor for which :func:`_group_terms` writes the
+#: ``K x K`` algebra out entry by entry; larger blocks use batched matrix products. XLA's
+#: compilation time grows steeply with the written-out form (a value and gradient, cold:
+#: K = 3: 2.9 s against 2.2 s with matrix products; K = 4: 5.9 against 2.7; K = 6: 47
+#: against 5), while its gain in sampling speed is largest for small blocks.
+ENTRYWISE_MAX_TERMS = 3
+
+
 def _group_terms(xp, beta, T, sigma, data: dict):
     """Per-group pieces: Cholesky factor of ``M_j``, ``w_j = C_j^-1 T' d_j``, ``d_j``.
 
-    Written out entry by entry over the ``K x K`` blocks (elementwise operations on ``(...,
-    G)`` arrays; entries of ``T`` that are None are zero and skipped): inside a compiled
-    sampler XLA fuses these into a few kernels, where batched matrix products of tiny
-    matrices each cost a kernel of their own, and so do their gradients (with the LKJ
-    factor written out too, a gradient of the 40-row ``y ~ x + (x | g)`` took 0.7 instead
-    of 4.3 microseconds, ``docs/benchmarks.md``).
+    Up to :data:`ENTRYWISE_MAX_TERMS` terms, written out entry by entry over the ``K x K``
+    blocks (elementwise operations on ``(..., G)`` arrays; entries of ``T`` that are None
+    are zero and skipped): inside a compiled sampler XLA fuses these into a few kernels,
+    where batched matrix products of tiny matrices are slow, and so are their gradients
+    (with the LKJ factor written out too, a gradient of the 40-row ``y ~ x + (x | g)``
+    took 0.7 instead of 4.3 microseconds, ``docs/benchmarks.md``). Larger blocks use
+    batched matrix products (see :data:`ENTRYWISE_MAX_TERMS`).
     """
     A, B, c = data["A"], data["B"], data["c"]
     K = A.shape[-1]
     delta = beta - data["beta_ref"]
+    if K > ENTRYWISE_MAX_TERMS:
+        return _group_terms_matrices(xp, delta, T, sigma, data)
     d = c - xp.sum(B * delta[..., None, None, :], axis=-1)  # (..., G, K) = Z_j'(y_j - X_j beta)
     inv_s2 = (1.0 / sigma**2)[..., None]
 
@@ -496,6 +508,23 @@ def _group_terms(xp, beta, T, sigma, data: dict):
     u = [_total(d[..., k] * Tg[k][j] if Tg[k][j] is not None else None for k in range(K))
          for j in range(K)]  # T' d_j for every group
     w = _forward(C, u)
+    return C, w, delta
+
+
+def _group_terms_matrices(xp, delta, T, sigma, data: dict):
+    """:func:`_group_terms` for larger blocks, with batched matrix products."""
+    A, B, c = data["A"], data["B"], data["c"]
+    K = A.shape[-1]
+    d = c - (B @ delta[..., None, :, None])[..., 0]  # (..., G, K) = Z_j'(y_j - X_j beta)
+    inv_s2 = 1.0 / sigma**2
+    zero = xp.zeros_like(sigma)
+    Tm = xp.stack([xp.stack([zero if v is None else v for v in row], axis=-1) for row in T],
+                  axis=-2)  # (..., K, K)
+    TAT = xp.swapaxes(Tm, -1, -2)[..., None, :, :] @ (A @ Tm[..., None, :, :])  # (..., G, K, K)
+    M = np.eye(K, dtype=A.dtype) + TAT * inv_s2[..., None, None, None]
+    C = _cholesky(xp, [[M[..., i, j] for j in range(i + 1)] for i in range(K)])
+    u = d @ Tm  # (..., G, K): T' d_j for every group
+    w = _forward(C, [u[..., k] for k in range(K)])
     return C, w, delta
 
 
