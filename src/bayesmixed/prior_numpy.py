@@ -5,8 +5,10 @@ inside a compiled sampler, but each fresh process pays seconds of tracing and co
 before the first value. Work done before sampling starts (the marginal engine's posterior
 mode and curvature, checks of starting points) is small and runs once per fit, so it uses
 these NumPy versions instead: the same normalised densities (numpyro's formulas, written
-out) and the same bijections (numpyro's ``biject_to``: identity, ``exp``, scaled sigmoid,
-and the signed stick-breaking ``CorrCholeskyTransform`` with ``LKJCholesky``'s density).
+out) and the same bijections (numpyro's ``biject_to``: identity, ``exp``, scaled sigmoid),
+and the inverse of the signed stick-breaking ``CorrCholeskyTransform`` (the transform and
+``LKJCholesky``'s density run in NumPy and JAX alike:
+:func:`bayesmixed.prior_table.corr_cholesky_entries`).
 ``tests/test_engines.py`` and ``tests/test_marginal.py`` check every twin against the
 table's numpyro version to 1e-10.
 
@@ -26,10 +28,8 @@ from bayesmixed import prior_table as table
 
 __all__ = [
     "Bijection",
-    "corr_cholesky",
     "corr_cholesky_inverse",
     "has_twin",
-    "lkj_cholesky_log_prob",
     "log_prob",
     "transform",
 ]
@@ -209,49 +209,12 @@ def transform(name: str, params: Mapping[str, Any]) -> Bijection:
     return Bijection(kind)
 
 
-def corr_cholesky(x: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """numpyro's ``CorrCholeskyTransform`` in NumPy: ``(..., k(k-1)/2)`` reals -> factor.
-
-    Returns the Cholesky factor ``(..., k, k)`` of a correlation matrix and the log
-    |Jacobian| of ``x ->`` its strict lower triangle (row-major order, as numpyro's).
-    """
-    x = np.asarray(x, dtype=float)
-    eps = np.finfo(float).eps
-    t = np.clip(np.tanh(x), -1.0 + eps, 1.0 - eps)
-    rows, cols = np.tril_indices(k, -1)
-    r = np.zeros((*x.shape[:-1], k, k))
-    r[..., rows, cols] = t
-    z1m_sqrt = np.cumprod(np.sqrt(1.0 - r * r), axis=-1)
-    shifted = np.concatenate([np.ones((*z1m_sqrt.shape[:-1], 1)), z1m_sqrt[..., :-1]], axis=-1)
-    L = (r + np.eye(k)) * shifted
-    z1m_cumprod = 1.0 - np.cumsum(L * L, axis=-1)
-    r2, c2 = np.tril_indices(k, -2)
-    stick = 0.5 * np.sum(np.log(z1m_cumprod[..., r2, c2]), axis=-1)
-    tanh_logdet = -2.0 * np.sum(x + np.logaddexp(0.0, -2.0 * x) - _LOG_2, axis=-1)
-    return L, stick + tanh_logdet
-
-
 def corr_cholesky_inverse(L: Any) -> np.ndarray:
-    """Inverse of :func:`corr_cholesky`: Cholesky factor ``(..., k, k)`` -> reals."""
+    """Inverse of numpyro's ``CorrCholeskyTransform``: Cholesky factor ``(..., k, k)`` -> reals
+    (of :func:`bayesmixed.prior_table.corr_cholesky_entries`)."""
     L = np.asarray(L, dtype=float)
     k = L.shape[-1]
     z1m_cumprod = 1.0 - np.cumsum(L * L, axis=-1)
     shifted = np.concatenate([np.ones((*L.shape[:-1], 1)), z1m_cumprod[..., :-1]], axis=-1)
     rows, cols = np.tril_indices(k, -1)
     return np.arctanh(L[..., rows, cols] / np.sqrt(shifted[..., rows, cols]))
-
-
-def lkj_cholesky_log_prob(L: Any, eta: Any) -> np.ndarray:
-    """numpyro's ``LKJCholesky(k, eta)`` log density of Cholesky factors ``L`` (..., k, k)."""
-    from scipy.special import multigammaln
-
-    L = np.asarray(L, dtype=float)
-    k = L.shape[-1]
-    eta = float(eta)
-    one_to_d = np.arange(1, k)
-    order = 2.0 * eta - ((3 - k) + one_to_d)
-    unnormalized = np.sum(order * np.log(L[..., one_to_d, one_to_d]), axis=-1)
-    dm1 = k - 1
-    alpha = eta + 0.5 * dm1
-    normalize = 0.5 * dm1 * _LOG_PI + multigammaln(alpha - 0.5, dm1) - math.lgamma(alpha) * dm1
-    return unnormalized - normalize
