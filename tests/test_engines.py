@@ -294,6 +294,31 @@ def test_same_seed_same_draws_on_every_engine(sleepstudy):
             assert not np.array_equal(va, vc)
 
 
+def test_a_progress_bar_changes_no_draw_and_waits_for_few_blocks(sleepstudy, monkeypatch,
+                                                                 capsys):
+    """Each progress update waits for the iterations before it: a fast fit is sampled in a
+    few large blocks (after a first 5 %), not in 20, and gives the same draws."""
+    model = bm.Model("Reaction ~ Days + (Days | Subject)", sleepstudy)
+    kw = {"draws": 1000, "tune": 1000, "chains": 2, "random_seed": 4}
+    quiet = model.fit(progressbar=False, **kw)
+    import jax
+
+    waits = []
+    wait = jax.block_until_ready
+
+    def counting(x):
+        waits.append(1)
+        return wait(x)
+
+    monkeypatch.setattr(jax, "block_until_ready", counting)
+    shown = model.fit(progressbar=True, **kw)
+    assert "Sampling" in capsys.readouterr().err
+    np.testing.assert_array_equal(quiet.idata["posterior"]["Days"].values,
+                                  shown.idata["posterior"]["Days"].values)
+    # 2,000 iterations: a first block of 100, then blocks of up to 512 (one chain method)
+    assert 2 <= len(waits) <= 2 * 6, len(waits)
+
+
 # ---------------------------------------------------------------------------------------
 # The same posterior on every engine (slow)
 # ---------------------------------------------------------------------------------------
