@@ -13,9 +13,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from bayesmixed import datasets, errors
-from bayesmixed._version import __version__
-from bayesmixed.engines.common import configure_host_devices
+from bayesmixed._imports import paused_gc
+
+with paused_gc():  # pandas and NumPy, imported here (see bayesmixed._imports)
+    from bayesmixed import datasets, errors
+    from bayesmixed._version import __version__
+    from bayesmixed.engines.common import configure_host_devices
 
 # parallel chains need JAX to see several CPU devices; only possible before JAX starts
 configure_host_devices()
